@@ -1,0 +1,12 @@
+#!/usr/bin/env bash
+# The test command (README): makes the local dependencies available, then runs
+# every test of the workspace against them. Extra arguments go to `cargo test`
+# (e.g. `scripts/test.sh -p service-kit readiness`).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/chat-platform/target}"
+
+bash scripts/deps.sh >/dev/null
+eval "$(bash scripts/deps.sh env)"
+
+cargo test --workspace --locked "$@"
