@@ -19,6 +19,7 @@ use uuid::Uuid;
 use crate::Shutdown;
 use crate::amqp::{AmqpError, EventPublisher};
 use crate::events;
+use crate::outbox::relay_loop;
 
 pub const OUTBOX_TABLE_DDL: &str = "CREATE TABLE IF NOT EXISTS event_outbox (
     seq BIGSERIAL PRIMARY KEY,
@@ -126,26 +127,10 @@ impl OutboxRelay {
 
     /// Relays until shutdown: on every notify, and every second regardless.
     pub async fn run(self, shutdown: Shutdown) {
-        let mut backoff = Duration::from_millis(200);
-        loop {
-            match self.publish_batch().await {
-                Ok(n) if n as i64 == self.batch => continue,
-                Ok(_) => backoff = Duration::from_millis(200),
-                Err(error) => {
-                    tracing::warn!(%error, ?backoff, "outbox relay failed; will retry");
-                    tokio::select! {
-                        () = tokio::time::sleep(backoff) => {}
-                        () = shutdown.cancelled() => return,
-                    }
-                    backoff = (backoff * 2).min(Duration::from_secs(5));
-                    continue;
-                }
-            }
-            tokio::select! {
-                () = self.wake.notified() => {}
-                () = tokio::time::sleep(self.poll_every) => {}
-                () = shutdown.cancelled() => return,
-            }
-        }
+        let batch = usize::try_from(self.batch).unwrap_or(usize::MAX);
+        relay_loop(batch, &self.wake, self.poll_every, &shutdown, || {
+            self.publish_batch()
+        })
+        .await;
     }
 }

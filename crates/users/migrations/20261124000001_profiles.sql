@@ -21,7 +21,9 @@ CREATE TABLE user_profiles (
 
 -- Search: username prefix (LIKE 'q%') and fuzzy display name (trigrams).
 CREATE INDEX user_profiles_username_prefix ON user_profiles (username text_pattern_ops);
-CREATE INDEX user_profiles_display_name_trgm ON user_profiles USING gin (lower(display_name) gin_trgm_ops);
+-- GiST (not GIN): it can return the nearest matches in order (KNN), so a
+-- search for a common name reads only the top candidates, not every match.
+CREATE INDEX user_profiles_display_name_trgm ON user_profiles USING gist (lower(display_name) gist_trgm_ops);
 
 -- blocker blocks blocked. Both directions are looked up.
 CREATE TABLE blocks (
