@@ -154,23 +154,14 @@ pub async fn serve(
     });
 
     shutdown.spawn(relay.run(shutdown.clone()));
-    let admin_state = AdminState {
-        readiness: readiness.clone(),
-        registry: Arc::new(registry),
-    };
-    let admin_task = tokio::spawn(admin::serve(
+    let admin_task = admin::spawn(
         admin_listener,
-        admin_state,
-        shutdown.cancelled(),
-    ));
-    {
-        let readiness = readiness.clone();
-        let shutdown = shutdown.clone();
-        tokio::spawn(async move {
-            shutdown.cancelled().await;
-            readiness.set_draining();
-        });
-    }
+        AdminState {
+            readiness,
+            registry: Arc::new(registry),
+        },
+        &shutdown,
+    );
 
     let (_health_reporter, health) = service_kit::grpc::health(proto::service_names::AUTH).await;
     tracing::info!(addr = ?grpc_listener.local_addr().ok(), "auth serving gRPC");

@@ -101,21 +101,14 @@ pub async fn serve(
         receipts: Arc::new(ReceiptCoalescer::default()),
         max_group_members: config.max_group_members,
     });
-    let admin_task = tokio::spawn(admin::serve(
+    let admin_task = admin::spawn(
         admin_listener,
         AdminState {
-            readiness: readiness.clone(),
+            readiness,
             registry: Arc::new(registry),
         },
-        shutdown.cancelled(),
-    ));
-    {
-        let shutdown = shutdown.clone();
-        tokio::spawn(async move {
-            shutdown.cancelled().await;
-            readiness.set_draining();
-        });
-    }
+        &shutdown,
+    );
 
     let (_health_reporter, health) = service_kit::grpc::health(proto::service_names::CHAT).await;
     tracing::info!(addr = ?grpc_listener.local_addr().ok(), "chat serving gRPC");

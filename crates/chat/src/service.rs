@@ -80,10 +80,6 @@ struct Caller {
 
 type ChatResult<T> = Result<T, ChatError>;
 
-fn respond<T>(result: ChatResult<T>) -> Result<Response<T>, Status> {
-    result.map(Response::new).map_err(Status::from)
-}
-
 fn timestamp(at: DateTime) -> prost_types::Timestamp {
     let millis = at.timestamp_millis();
     prost_types::Timestamp {
@@ -297,6 +293,23 @@ impl ChatApi {
             id: claims.sub.to_string(),
             token,
         })
+    }
+
+    /// Authenticates the caller, runs `handler`, maps its error once.
+    async fn handle<Req, Resp, F, Fut>(
+        &self,
+        request: Request<Req>,
+        handler: F,
+    ) -> Result<Response<Resp>, Status>
+    where
+        F: FnOnce(Caller, Req) -> Fut,
+        Fut: Future<Output = ChatResult<Resp>>,
+    {
+        let caller = self.caller(&request)?;
+        handler(caller, request.into_inner())
+            .await
+            .map(Response::new)
+            .map_err(Status::from)
     }
 
     fn store(&self) -> &ChatStore {
@@ -1048,22 +1061,19 @@ impl ChatApi {
         let (page, (view, _)) = tokio::try_join!(
             async {
                 self.store()
-                    .history(&conversation_id, window, limit)
+                    .history(&conversation_id, window, conversation.last_seq, limit)
                     .await
                     .map_err(ChatError::from)
             },
             self.receipt_view(caller, &conversation_id),
         )?;
-        let full = page.len() as i64 == limit;
-        let next_cursor = match window {
-            HistoryWindow::Before(_) if full => page
-                .first()
-                .map(|m| encode_cursor(&format!("before:{}", m.seq)))
-                .unwrap_or_default(),
-            HistoryWindow::After(_) if full => page
-                .last()
-                .map(|m| encode_cursor(&format!("after:{}", m.seq)))
-                .unwrap_or_default(),
+        let next_cursor = match (window, page.first(), page.last()) {
+            (HistoryWindow::Before(_), Some(first), _) if first.seq > 1 => {
+                encode_cursor(&format!("before:{}", first.seq))
+            }
+            (HistoryWindow::After(_), _, Some(last)) if last.seq < conversation.last_seq => {
+                encode_cursor(&format!("after:{}", last.seq))
+            }
             _ => String::new(),
         };
         Ok(GetHistoryResponse {
@@ -1135,7 +1145,12 @@ impl ChatApi {
                     let (messages, (view, _)) = tokio::try_join!(
                         async {
                             self.store()
-                                .history(&conversation.id, HistoryWindow::After(since), limit + 1)
+                                .history(
+                                    &conversation.id,
+                                    HistoryWindow::After(since),
+                                    conversation.last_seq,
+                                    limit + 1,
+                                )
                                 .await
                                 .map_err(ChatError::from)
                         },
@@ -1296,158 +1311,131 @@ impl ChatService for ChatApi {
         &self,
         request: Request<CreatePrivateConversationRequest>,
     ) -> Result<Response<Conversation>, Status> {
-        respond(
-            async {
-                let caller = self.caller(&request)?;
-                self.create_private(&caller, request.into_inner()).await
-            }
-            .await,
-        )
+        self.handle(request, |caller, input| async move {
+            self.create_private(&caller, input).await
+        })
+        .await
     }
 
     async fn create_group_conversation(
         &self,
         request: Request<CreateGroupConversationRequest>,
     ) -> Result<Response<Conversation>, Status> {
-        respond(
-            async {
-                let caller = self.caller(&request)?;
-                self.create_group(&caller, request.into_inner()).await
-            }
-            .await,
-        )
+        self.handle(request, |caller, input| async move {
+            self.create_group(&caller, input).await
+        })
+        .await
     }
 
     async fn get_conversation(
         &self,
         request: Request<GetConversationRequest>,
     ) -> Result<Response<Conversation>, Status> {
-        respond(
-            async {
-                let caller = self.caller(&request)?;
-                let id = parse_id(&request.get_ref().conversation_id, "conversation_id")?;
-                let conversation = self.conversation(&caller, &id).await?;
-                self.full_conversation(&caller, &conversation).await
-            }
-            .await,
-        )
+        self.handle(request, |caller, input| async move {
+            let id = parse_id(&input.conversation_id, "conversation_id")?;
+            let conversation = self.conversation(&caller, &id).await?;
+            self.full_conversation(&caller, &conversation).await
+        })
+        .await
     }
 
     async fn list_conversations(
         &self,
         request: Request<ListConversationsRequest>,
     ) -> Result<Response<ListConversationsResponse>, Status> {
-        respond(
-            async {
-                let caller = self.caller(&request)?;
-                ChatApi::list_conversations(self, &caller, request.into_inner()).await
-            }
-            .await,
-        )
+        self.handle(request, |caller, input| async move {
+            ChatApi::list_conversations(self, &caller, input).await
+        })
+        .await
     }
 
     async fn update_conversation(
         &self,
         request: Request<UpdateConversationRequest>,
     ) -> Result<Response<Conversation>, Status> {
-        respond(
-            async {
-                let caller = self.caller(&request)?;
-                let input = request.into_inner();
-                let id = parse_id(&input.conversation_id, "conversation_id")?;
-                let Some(title) = input.title else {
-                    return Err(ApiError::invalid("title", "nothing to update: set title").into());
-                };
-                let title = parse_title(&title)?;
-                let conversation = self.conversation(&caller, &id).await?;
-                self.require_role(&caller, &conversation, Role::Admin).await?;
-                let now = DateTime::now();
-                let actor = caller.id.clone();
-                self.apply_membership(
-                    &caller,
-                    MembershipChange {
-                        store: self.store(),
-                        guard: doc! { "_id": &id, "member_ids": &caller.id },
-                        conversation_update: doc! { "$set": { "title": &title, "updated_at": now } },
-                        insert_members: Vec::new(),
-                        remove_members: Vec::new(),
-                        set_roles: Vec::new(),
-                        event: Box::new(move |updated| {
-                            envelope(
-                                &updated.id,
-                                EventPayload::ConversationUpdated(ConversationUpdated {
-                                    conversation: Some(snapshot(updated)),
-                                    updated_by: actor.clone(),
-                                }),
-                            )
-                        }),
-                    },
-                )
-                .await
-            }
-            .await,
-        )
+        self.handle(request, |caller, input| async move {
+            let id = parse_id(&input.conversation_id, "conversation_id")?;
+            let Some(title) = input.title else {
+                return Err(ApiError::invalid("title", "nothing to update: set title").into());
+            };
+            let title = parse_title(&title)?;
+            let conversation = self.conversation(&caller, &id).await?;
+            self.require_role(&caller, &conversation, Role::Admin)
+                .await?;
+            let now = DateTime::now();
+            let actor = caller.id.clone();
+            self.apply_membership(
+                &caller,
+                MembershipChange {
+                    store: self.store(),
+                    guard: doc! { "_id": &id, "member_ids": &caller.id },
+                    conversation_update: doc! { "$set": { "title": &title, "updated_at": now } },
+                    insert_members: Vec::new(),
+                    remove_members: Vec::new(),
+                    set_roles: Vec::new(),
+                    event: Box::new(move |updated| {
+                        envelope(
+                            &updated.id,
+                            EventPayload::ConversationUpdated(ConversationUpdated {
+                                conversation: Some(snapshot(updated)),
+                                updated_by: actor.clone(),
+                            }),
+                        )
+                    }),
+                },
+            )
+            .await
+        })
+        .await
     }
 
     async fn add_members(
         &self,
         request: Request<AddMembersRequest>,
     ) -> Result<Response<Conversation>, Status> {
-        respond(
-            async {
-                let caller = self.caller(&request)?;
-                ChatApi::add_members(self, &caller, request.into_inner()).await
-            }
-            .await,
-        )
+        self.handle(request, |caller, input| async move {
+            ChatApi::add_members(self, &caller, input).await
+        })
+        .await
     }
 
     async fn remove_member(
         &self,
         request: Request<RemoveMemberRequest>,
     ) -> Result<Response<Conversation>, Status> {
-        respond(
-            async {
-                let caller = self.caller(&request)?;
-                ChatApi::remove_member(self, &caller, request.into_inner()).await
-            }
-            .await,
-        )
+        self.handle(request, |caller, input| async move {
+            ChatApi::remove_member(self, &caller, input).await
+        })
+        .await
     }
 
     async fn leave_conversation(
         &self,
         request: Request<LeaveConversationRequest>,
     ) -> Result<Response<LeaveConversationResponse>, Status> {
-        respond(
-            async {
-                let caller = self.caller(&request)?;
-                let id = parse_id(&request.get_ref().conversation_id, "conversation_id")?;
-                let conversation = self.conversation(&caller, &id).await?;
-                self.require_role(&caller, &conversation, Role::Member)
-                    .await?;
-                let target = caller.id.clone();
-                self.remove(&caller, &conversation, &target).await.or_else(
-                    |error| match error {
-                        // The caller is gone now, so serving the result is refused.
-                        ChatError::NotMember => Ok(Conversation::default()),
-                        other => Err(other),
-                    },
-                )?;
-                Ok(LeaveConversationResponse {})
-            }
-            .await,
-        )
+        self.handle(request, |caller, input| async move {
+            let id = parse_id(&input.conversation_id, "conversation_id")?;
+            let conversation = self.conversation(&caller, &id).await?;
+            self.require_role(&caller, &conversation, Role::Member)
+                .await?;
+            let target = caller.id.clone();
+            self.remove(&caller, &conversation, &target)
+                .await
+                .or_else(|error| match error {
+                    // The caller is gone now, so serving the result is refused.
+                    ChatError::NotMember => Ok(Conversation::default()),
+                    other => Err(other),
+                })?;
+            Ok(LeaveConversationResponse {})
+        })
+        .await
     }
 
     async fn set_member_role(
         &self,
         request: Request<SetMemberRoleRequest>,
     ) -> Result<Response<Conversation>, Status> {
-        respond(
-            async {
-                let caller = self.caller(&request)?;
-                let input = request.into_inner();
+        self.handle(request, |caller, input| async move {
                 let id = parse_id(&input.conversation_id, "conversation_id")?;
                 let target = parse_id(&input.user_id, "user_id")?;
                 let role = match ProtoRole::try_from(input.role) {
@@ -1472,208 +1460,167 @@ impl ChatService for ChatApi {
                         .into());
                 }
                 self.set_roles(&caller, &conversation, vec![(target, role)]).await
-            }
-            .await,
-        )
+        })
+        .await
     }
 
     async fn transfer_ownership(
         &self,
         request: Request<TransferOwnershipRequest>,
     ) -> Result<Response<Conversation>, Status> {
-        respond(
-            async {
-                let caller = self.caller(&request)?;
-                let input = request.into_inner();
-                let id = parse_id(&input.conversation_id, "conversation_id")?;
-                let target = parse_id(&input.new_owner_id, "new_owner_id")?;
-                let conversation = self.conversation(&caller, &id).await?;
-                self.require_role(&caller, &conversation, Role::Owner)
-                    .await?;
-                if target == caller.id {
-                    return Err(
-                        ApiError::invalid("new_owner_id", "you already own this group").into(),
-                    );
-                }
-                if !conversation.member_ids.contains(&target) {
-                    return Err(ApiError::not_found(
-                        "new_owner_id is not a member of this conversation",
-                    )
-                    .with_field("new_owner_id")
-                    .into());
-                }
-                let roles = vec![(target, Role::Owner), (caller.id.clone(), Role::Admin)];
-                self.set_roles(&caller, &conversation, roles).await
+        self.handle(request, |caller, input| async move {
+            let id = parse_id(&input.conversation_id, "conversation_id")?;
+            let target = parse_id(&input.new_owner_id, "new_owner_id")?;
+            let conversation = self.conversation(&caller, &id).await?;
+            self.require_role(&caller, &conversation, Role::Owner)
+                .await?;
+            if target == caller.id {
+                return Err(ApiError::invalid("new_owner_id", "you already own this group").into());
             }
-            .await,
-        )
+            if !conversation.member_ids.contains(&target) {
+                return Err(ApiError::not_found(
+                    "new_owner_id is not a member of this conversation",
+                )
+                .with_field("new_owner_id")
+                .into());
+            }
+            let roles = vec![(target, Role::Owner), (caller.id.clone(), Role::Admin)];
+            self.set_roles(&caller, &conversation, roles).await
+        })
+        .await
     }
 
     async fn list_members(
         &self,
         request: Request<ListMembersRequest>,
     ) -> Result<Response<ListMembersResponse>, Status> {
-        respond(
-            async {
-                let caller = self.caller(&request)?;
-                let input = request.into_inner();
-                let id = parse_id(&input.conversation_id, "conversation_id")?;
-                let limit = page_limit(input.page.as_ref(), EMBEDDED_MEMBERS, MAX_MEMBER_PAGE)?;
-                let after = decode_time_cursor(input.page.as_ref())?;
-                self.conversation(&caller, &id).await?;
-                let mut members = self.store().list_members(&id, after, limit + 1).await?;
-                let has_more = members.len() as i64 > limit;
-                members.truncate(limit as usize);
-                let next_cursor = match members.last() {
-                    Some(last) if has_more => time_cursor(last.joined_at, &last.user_id),
-                    _ => String::new(),
-                };
-                Ok(ListMembersResponse {
-                    members: members.iter().map(member_proto).collect(),
-                    page: Some(PageResponse { next_cursor }),
-                })
-            }
-            .await,
-        )
+        self.handle(request, |caller, input| async move {
+            let id = parse_id(&input.conversation_id, "conversation_id")?;
+            let limit = page_limit(input.page.as_ref(), EMBEDDED_MEMBERS, MAX_MEMBER_PAGE)?;
+            let after = decode_time_cursor(input.page.as_ref())?;
+            self.conversation(&caller, &id).await?;
+            let mut members = self.store().list_members(&id, after, limit + 1).await?;
+            let has_more = members.len() as i64 > limit;
+            members.truncate(limit as usize);
+            let next_cursor = match members.last() {
+                Some(last) if has_more => time_cursor(last.joined_at, &last.user_id),
+                _ => String::new(),
+            };
+            Ok(ListMembersResponse {
+                members: members.iter().map(member_proto).collect(),
+                page: Some(PageResponse { next_cursor }),
+            })
+        })
+        .await
     }
 
     async fn send_message(
         &self,
         request: Request<SendMessageRequest>,
     ) -> Result<Response<Message>, Status> {
-        respond(
-            async {
-                let caller = self.caller(&request)?;
-                self.send(&caller, request.into_inner()).await
-            }
-            .await,
-        )
+        self.handle(request, |caller, input| async move {
+            self.send(&caller, input).await
+        })
+        .await
     }
 
     async fn edit_message(
         &self,
         request: Request<EditMessageRequest>,
     ) -> Result<Response<Message>, Status> {
-        respond(
-            async {
-                let caller = self.caller(&request)?;
-                let input = request.into_inner();
-                let conversation_id = parse_id(&input.conversation_id, "conversation_id")?;
-                let message_id = parse_id(&input.message_id, "message_id")?;
-                let content = parse_content(&input.content, false)?;
-                self.modify(&caller, &conversation_id, &message_id, false, Some(content))
-                    .await
-            }
-            .await,
-        )
+        self.handle(request, |caller, input| async move {
+            let conversation_id = parse_id(&input.conversation_id, "conversation_id")?;
+            let message_id = parse_id(&input.message_id, "message_id")?;
+            let content = parse_content(&input.content, false)?;
+            self.modify(&caller, &conversation_id, &message_id, false, Some(content))
+                .await
+        })
+        .await
     }
 
     async fn delete_message(
         &self,
         request: Request<DeleteMessageRequest>,
     ) -> Result<Response<Message>, Status> {
-        respond(
-            async {
-                let caller = self.caller(&request)?;
-                let input = request.into_inner();
-                let conversation_id = parse_id(&input.conversation_id, "conversation_id")?;
-                let message_id = parse_id(&input.message_id, "message_id")?;
-                self.modify(&caller, &conversation_id, &message_id, true, None)
-                    .await
-            }
-            .await,
-        )
+        self.handle(request, |caller, input| async move {
+            let conversation_id = parse_id(&input.conversation_id, "conversation_id")?;
+            let message_id = parse_id(&input.message_id, "message_id")?;
+            self.modify(&caller, &conversation_id, &message_id, true, None)
+                .await
+        })
+        .await
     }
 
     async fn get_history(
         &self,
         request: Request<GetHistoryRequest>,
     ) -> Result<Response<GetHistoryResponse>, Status> {
-        respond(
-            async {
-                let caller = self.caller(&request)?;
-                self.history(&caller, request.into_inner()).await
-            }
-            .await,
-        )
+        self.handle(request, |caller, input| async move {
+            self.history(&caller, input).await
+        })
+        .await
     }
 
     async fn sync(&self, request: Request<SyncRequest>) -> Result<Response<SyncResponse>, Status> {
-        respond(
-            async {
-                let caller = self.caller(&request)?;
-                ChatApi::sync(self, &caller, request.into_inner()).await
-            }
-            .await,
-        )
+        self.handle(request, |caller, input| async move {
+            ChatApi::sync(self, &caller, input).await
+        })
+        .await
     }
 
     async fn mark_delivered(
         &self,
         request: Request<MarkRequest>,
     ) -> Result<Response<ReceiptState>, Status> {
-        respond(
-            async {
-                let caller = self.caller(&request)?;
-                self.mark(&caller, request.into_inner(), false).await
-            }
-            .await,
-        )
+        self.handle(request, |caller, input| async move {
+            self.mark(&caller, input, false).await
+        })
+        .await
     }
 
     async fn mark_read(
         &self,
         request: Request<MarkRequest>,
     ) -> Result<Response<ReceiptState>, Status> {
-        respond(
-            async {
-                let caller = self.caller(&request)?;
-                self.mark(&caller, request.into_inner(), true).await
-            }
-            .await,
-        )
+        self.handle(request, |caller, input| async move {
+            self.mark(&caller, input, true).await
+        })
+        .await
     }
 
     async fn get_unread_counts(
         &self,
         request: Request<GetUnreadCountsRequest>,
     ) -> Result<Response<GetUnreadCountsResponse>, Status> {
-        respond(
-            async {
-                let caller = self.caller(&request)?;
-                self.unread_counts(&caller, request.into_inner()).await
-            }
-            .await,
-        )
+        self.handle(request, |caller, input| async move {
+            self.unread_counts(&caller, input).await
+        })
+        .await
     }
 
     async fn get_message_receipts(
         &self,
         request: Request<GetMessageReceiptsRequest>,
     ) -> Result<Response<MessageReceipts>, Status> {
-        respond(
-            async {
-                let caller = self.caller(&request)?;
-                let input = request.into_inner();
-                let conversation_id = parse_id(&input.conversation_id, "conversation_id")?;
-                let message_id = parse_id(&input.message_id, "message_id")?;
-                self.conversation(&caller, &conversation_id).await?;
-                let message = self
-                    .store()
-                    .message(&conversation_id, &message_id)
-                    .await?
-                    .ok_or(ChatError::MessageNotFound)?;
-                let (view, _) = self.receipt_view(&caller, &conversation_id).await?;
-                let (delivered, read, recipients) = view.counts(&message.sender_id, message.seq);
-                Ok(MessageReceipts {
-                    message_id,
-                    statuses: view.statuses(&message.sender_id, message.seq),
-                    delivered_count: delivered,
-                    read_count: read,
-                    recipient_count: recipients,
-                })
-            }
-            .await,
-        )
+        self.handle(request, |caller, input| async move {
+            let conversation_id = parse_id(&input.conversation_id, "conversation_id")?;
+            let message_id = parse_id(&input.message_id, "message_id")?;
+            self.conversation(&caller, &conversation_id).await?;
+            let message = self
+                .store()
+                .message(&conversation_id, &message_id)
+                .await?
+                .ok_or(ChatError::MessageNotFound)?;
+            let (view, _) = self.receipt_view(&caller, &conversation_id).await?;
+            let (delivered, read, recipients) = view.counts(&message.sender_id, message.seq);
+            Ok(MessageReceipts {
+                message_id,
+                statuses: view.statuses(&message.sender_id, message.seq),
+                delivered_count: delivered,
+                read_count: read,
+                recipient_count: recipients,
+            })
+        })
+        .await
     }
 }

@@ -137,6 +137,23 @@ pub enum HistoryWindow {
     After(i64),
 }
 
+impl HistoryWindow {
+    /// The sequence numbers a page of `limit` covers, given the newest
+    /// sequence number: both ends bounded, because sequence numbers are
+    /// dense (a send that fails rolls its number back; deletions are
+    /// tombstones). So a page reads `limit` index entries on any server,
+    /// even one whose planner sorts instead of walking the index backwards.
+    pub fn seq_range(self, last_seq: i64, limit: i64) -> (i64, i64) {
+        match self {
+            HistoryWindow::Before(before) => {
+                let end = before.unwrap_or(last_seq + 1).min(last_seq + 1);
+                ((end - limit).max(1), end - 1)
+            }
+            HistoryWindow::After(after) => (after + 1, (after + limit).min(last_seq)),
+        }
+    }
+}
+
 /// Why a transaction gave up on purpose (carried through the driver's
 /// retry loop as a custom error).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -644,31 +661,23 @@ impl ChatStore {
         &self,
         conversation_id: &str,
         window: HistoryWindow,
+        last_seq: i64,
         limit: i64,
     ) -> MongoResult<Vec<MessageDoc>> {
-        let (filter, sort) = match window {
-            HistoryWindow::Before(None) => (doc! { "conversation_id": conversation_id }, -1),
-            HistoryWindow::Before(Some(before)) => (
-                doc! { "conversation_id": conversation_id, "seq": { "$lt": before } },
-                -1,
-            ),
-            HistoryWindow::After(after) => (
-                doc! { "conversation_id": conversation_id, "seq": { "$gt": after } },
-                1,
-            ),
-        };
-        let mut page: Vec<MessageDoc> = self
-            .messages
-            .find(filter)
-            .sort(doc! { "conversation_id": sort, "seq": sort })
+        let (first, last) = window.seq_range(last_seq, limit);
+        if first > last {
+            return Ok(Vec::new());
+        }
+        self.messages
+            .find(doc! {
+                "conversation_id": conversation_id,
+                "seq": { "$gte": first, "$lte": last },
+            })
+            .sort(doc! { "conversation_id": 1, "seq": 1 })
             .limit(limit)
             .await?
             .try_collect()
-            .await?;
-        if sort < 0 {
-            page.reverse();
-        }
-        Ok(page)
+            .await
     }
 
     /// Messages by id within one conversation (reply previews).
@@ -798,5 +807,32 @@ fn command_code(error: &mongodb::error::Error) -> Option<i32> {
     match error.kind.as_ref() {
         mongodb::error::ErrorKind::Command(failure) => Some(failure.code),
         _ => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::HistoryWindow;
+
+    #[test]
+    fn history_pages_are_bounded_ranges() {
+        // Newest page of a 120-message conversation, then older ones.
+        assert_eq!(HistoryWindow::Before(None).seq_range(120, 50), (71, 120));
+        assert_eq!(HistoryWindow::Before(Some(71)).seq_range(120, 50), (21, 70));
+        assert_eq!(HistoryWindow::Before(Some(21)).seq_range(120, 50), (1, 20));
+        // An anchor past the end is the newest page; nothing before seq 1.
+        assert_eq!(
+            HistoryWindow::Before(Some(999)).seq_range(120, 50),
+            (71, 120)
+        );
+        let (first, last) = HistoryWindow::Before(Some(1)).seq_range(120, 50);
+        assert!(first > last);
+        // Forward: after the anchor, never past the newest.
+        assert_eq!(HistoryWindow::After(100).seq_range(120, 50), (101, 120));
+        assert_eq!(HistoryWindow::After(0).seq_range(120, 50), (1, 50));
+        let (first, last) = HistoryWindow::After(120).seq_range(120, 50);
+        assert!(first > last);
+        let (first, last) = HistoryWindow::Before(None).seq_range(0, 50);
+        assert!(first > last, "empty conversation");
     }
 }

@@ -197,6 +197,23 @@ pub async fn serve(
         .await
 }
 
+/// Serves the admin port in a task until shutdown, and turns `/readyz` to
+/// 503 as soon as shutdown begins, so load balancers stop routing before the
+/// servers stop accepting.
+pub fn spawn(
+    listener: TcpListener,
+    state: AdminState,
+    shutdown: &crate::Shutdown,
+) -> tokio::task::JoinHandle<std::io::Result<()>> {
+    let readiness = state.readiness.clone();
+    let draining = shutdown.clone();
+    tokio::spawn(async move {
+        draining.cancelled().await;
+        readiness.set_draining();
+    });
+    tokio::spawn(serve(listener, state, shutdown.cancelled()))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -21,7 +21,9 @@ use service_kit::Shutdown;
 use service_kit::amqp::{Broker, ConsumerSpec, Exchange};
 use tokio::net::TcpListener;
 
+pub mod clients;
 mod proxy;
+pub use clients::{authed, next_event, wait_ready};
 pub use proxy::TcpProxy;
 
 fn env_or(name: &str, default: &str) -> String {

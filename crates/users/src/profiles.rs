@@ -219,7 +219,7 @@ fn decode_search_cursor(cursor: &str) -> Result<(f64, String), ApiError> {
 /// How many candidates each search branch reads: the most results one
 /// query can page through (refine the query for others, as Telegram's
 /// global search does).
-pub const SEARCH_DEPTH: i64 = 200;
+pub const SEARCH_DEPTH: i64 = 100;
 
 pub async fn search(
     pool: &PgPool,
@@ -238,21 +238,18 @@ pub async fn search(
     };
     let prefix = crate::domain::like_prefix(query);
     // Each branch reads at most SEARCH_DEPTH rows in index order (btree
-    // range for the prefix, GiST nearest-neighbour for the trigram
-    // branches), so a common name costs the same as a rare one; the union
-    // is then ranked. Pages walk that bounded candidate set.
+    // range for the username prefix, GiST nearest-neighbour on word
+    // similarity for the display name, which also catches typos), so a
+    // common name costs the same as a rare one; the union is then ranked.
+    // Pages walk that bounded candidate set.
     let rows = sqlx::query!(
         r#"WITH candidates AS (
              (SELECT user_id FROM user_profiles
-               WHERE username LIKE $3 ORDER BY username LIMIT $7)
+               WHERE (username COLLATE "C") LIKE $3 ORDER BY (username COLLATE "C") LIMIT $7)
              UNION
              (SELECT user_id FROM user_profiles
                WHERE $2 <% lower(display_name)
                ORDER BY $2 <<-> lower(display_name) LIMIT $7)
-             UNION
-             (SELECT user_id FROM user_profiles
-               WHERE lower(display_name) % $2
-               ORDER BY lower(display_name) <-> $2 LIMIT $7)
            ), hits AS (
              SELECT p.*,
                (CASE WHEN p.username LIKE $3
@@ -260,8 +257,9 @@ pub async fn search(
                      ELSE 0.0 END
                 + GREATEST(similarity(lower(p.display_name), $2),
                            word_similarity($2, lower(p.display_name))))::float8 AS score
-             FROM user_profiles p JOIN candidates c USING (user_id)
-             WHERE p.user_id <> $1
+             FROM user_profiles p
+             WHERE p.user_id = ANY(ARRAY(SELECT user_id FROM candidates))
+               AND p.user_id <> $1
                AND NOT EXISTS (SELECT 1 FROM blocks b WHERE b.blocker_id = p.user_id AND b.blocked_id = $1)
            )
            SELECT user_id AS "user_id!", username AS "username!", display_name AS "display_name!",

@@ -4,7 +4,7 @@ use futures::StreamExt as _;
 use lapin::options::{BasicAckOptions, BasicConsumeOptions};
 use lapin::types::FieldTable;
 use service_kit::events;
-use test_kit::TcpProxy;
+use test_kit::{TcpProxy, next_event};
 
 use crate::helpers::{Options, TestApp};
 
@@ -21,22 +21,6 @@ async fn consumer(app: &TestApp) -> lapin::Consumer {
         )
         .await
         .unwrap()
-}
-
-async fn next_event(
-    consumer: &mut lapin::Consumer,
-    within: Duration,
-) -> Option<proto::EventEnvelope> {
-    let delivery = tokio::time::timeout(within, consumer.next())
-        .await
-        .ok()??
-        .unwrap();
-    delivery
-        .acker
-        .ack(BasicAckOptions::default())
-        .await
-        .unwrap();
-    Some(events::decode(&delivery.data).unwrap())
 }
 
 #[tokio::test]

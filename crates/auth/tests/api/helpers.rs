@@ -109,20 +109,7 @@ impl TestApp {
     }
 
     async fn wait_ready(&mut self) {
-        let url = format!("http://{}/readyz", self.admin);
-        let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
-        loop {
-            if let Ok(response) = reqwest::get(&url).await
-                && response.status().is_success()
-            {
-                return;
-            }
-            assert!(
-                tokio::time::Instant::now() < deadline,
-                "auth did not become ready"
-            );
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
+        test_kit::wait_ready(self.admin, "auth").await;
     }
 
     pub async fn metric(&self, name: &str) -> f64 {
@@ -206,15 +193,7 @@ pub fn client_info(user_agent: &str) -> ClientInfo {
     }
 }
 
-/// A request carrying `Bearer <access token>`.
-pub fn authed<T>(message: T, access_token: &str) -> tonic::Request<T> {
-    let mut request = tonic::Request::new(message);
-    request.metadata_mut().insert(
-        "authorization",
-        format!("Bearer {access_token}").parse().unwrap(),
-    );
-    request
-}
+pub use test_kit::authed;
 
 pub fn assert_code(error: &ApiError, code: ErrorCode) {
     assert_eq!(error.code, code, "{error:?}");

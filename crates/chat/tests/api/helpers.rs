@@ -2,8 +2,7 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use clap::Parser as _;
-use futures::StreamExt as _;
-use lapin::options::{BasicAckOptions, BasicConsumeOptions};
+use lapin::options::BasicConsumeOptions;
 use lapin::types::FieldTable;
 use proto::chat::v1::chat_service_client::ChatServiceClient;
 use proto::chat::v1::{
@@ -18,7 +17,8 @@ use secrecy::ExposeSecret as _;
 use service_kit::amqp::EventPublisher;
 use service_kit::token::{SigningKey, TokenSigner, TokenSubject};
 use service_kit::{ApiError, ErrorCode, events};
-use test_kit::{SpawnedService, TestAmqp, TestMongo, TestPostgres, TestRedis};
+use test_kit::{SpawnedService, TestAmqp, TestMongo, TestPostgres, TestRedis, wait_ready};
+pub use test_kit::{authed, next_event};
 use tonic::transport::Channel;
 use uuid::Uuid;
 
@@ -74,23 +74,6 @@ pub async fn rabbitmq_addr() -> SocketAddr {
     let url = test_kit::amqp_url();
     let host = url.split('@').nth(1).unwrap().split('/').next().unwrap();
     tokio::net::lookup_host(host).await.unwrap().next().unwrap()
-}
-
-async fn wait_ready(admin: SocketAddr, what: &str) {
-    let url = format!("http://{admin}/readyz");
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
-    loop {
-        if let Ok(response) = reqwest::get(&url).await
-            && response.status().is_success()
-        {
-            return;
-        }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "{what} did not become ready"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
 }
 
 impl TestApp {
@@ -359,30 +342,6 @@ pub fn page(limit: u32, cursor: &str) -> Option<PageRequest> {
         cursor: cursor.into(),
         limit,
     })
-}
-
-pub async fn next_event(
-    consumer: &mut lapin::Consumer,
-    within: Duration,
-) -> Option<proto::EventEnvelope> {
-    let delivery = tokio::time::timeout(within, consumer.next())
-        .await
-        .ok()??
-        .unwrap();
-    delivery
-        .acker
-        .ack(BasicAckOptions::default())
-        .await
-        .unwrap();
-    Some(events::decode(&delivery.data).unwrap())
-}
-
-pub fn authed<T>(message: T, token: &str) -> tonic::Request<T> {
-    let mut request = tonic::Request::new(message);
-    request
-        .metadata_mut()
-        .insert("authorization", format!("Bearer {token}").parse().unwrap());
-    request
 }
 
 #[track_caller]

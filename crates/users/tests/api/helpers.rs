@@ -13,6 +13,7 @@ use service_kit::amqp::EventPublisher;
 use service_kit::token::{SigningKey, TokenSigner, TokenSubject};
 use service_kit::{ApiError, events};
 use test_kit::{SpawnedService, TestAmqp, TestPostgres, TestRedis};
+pub use test_kit::{authed, next_event};
 use tonic::transport::Channel;
 use uuid::Uuid;
 
@@ -105,20 +106,7 @@ impl TestApp {
             );
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
-        let url = format!("http://{}/readyz", self.admin);
-        let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
-        loop {
-            if let Ok(response) = reqwest::get(&url).await
-                && response.status().is_success()
-            {
-                return;
-            }
-            assert!(
-                tokio::time::Instant::now() < deadline,
-                "users did not become ready"
-            );
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
+        test_kit::wait_ready(self.admin, "users").await;
     }
 
     pub fn token_for(&self, id: Uuid, username: &str) -> String {
@@ -208,28 +196,4 @@ impl TestApp {
             service.stop().await.unwrap();
         }
     }
-}
-
-pub async fn next_event(
-    consumer: &mut lapin::Consumer,
-    within: Duration,
-) -> Option<proto::EventEnvelope> {
-    let delivery = tokio::time::timeout(within, consumer.next())
-        .await
-        .ok()??
-        .unwrap();
-    delivery
-        .acker
-        .ack(BasicAckOptions::default())
-        .await
-        .unwrap();
-    Some(events::decode(&delivery.data).unwrap())
-}
-
-pub fn authed<T>(message: T, token: &str) -> tonic::Request<T> {
-    let mut request = tonic::Request::new(message);
-    request
-        .metadata_mut()
-        .insert("authorization", format!("Bearer {token}").parse().unwrap());
-    request
 }
