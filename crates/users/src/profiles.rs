@@ -247,9 +247,14 @@ pub async fn search(
              (SELECT user_id FROM user_profiles
                WHERE (username COLLATE "C") LIKE $3 ORDER BY (username COLLATE "C") LIMIT $7)
              UNION
-             (SELECT user_id FROM user_profiles
-               WHERE $2 <% lower(display_name)
-               ORDER BY $2 <<-> lower(display_name) LIMIT $7)
+             -- No WHERE inside: with only ORDER BY distance the planner must
+             -- walk the GiST index nearest-first (a `<%` filter invites a
+             -- bitmap scan of every match). The threshold applies after.
+             (SELECT user_id FROM (
+                 SELECT user_id, $2 <<-> lower(display_name) AS distance
+                 FROM user_profiles ORDER BY $2 <<-> lower(display_name) LIMIT $7
+               ) nearest
+               WHERE distance <= 1 - current_setting('pg_trgm.word_similarity_threshold')::float4)
            ), hits AS (
              SELECT p.*,
                (CASE WHEN p.username LIKE $3

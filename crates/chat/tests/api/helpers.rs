@@ -209,13 +209,19 @@ impl TestApp {
                 display_name: username.into(),
             }),
         );
-        self.publisher.publish(&event).await.unwrap();
         let user = User {
             id: id.to_string(),
             token: self.token_for(id, username, is_bot),
         };
-        let deadline = tokio::time::Instant::now() + Duration::from_secs(15);
+        // Republished every 2 s until the profile appears: users' queue may
+        // exist a moment before its binding does (replays are harmless).
+        let mut next_publish = tokio::time::Instant::now();
+        let deadline = next_publish + Duration::from_secs(15);
         loop {
+            if tokio::time::Instant::now() >= next_publish {
+                self.publisher.publish(&event).await.unwrap();
+                next_publish = tokio::time::Instant::now() + Duration::from_secs(2);
+            }
             let profiles = self
                 .users
                 .clone()

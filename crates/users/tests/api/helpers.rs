@@ -138,20 +138,23 @@ impl TestApp {
     /// Publishes `user.registered` and waits for the profile to appear.
     pub async fn register(&self, username: &str, display_name: &str) -> User {
         let id = Uuid::now_v7();
-        self.publisher
-            .publish(&Self::registered_event(id, username, display_name))
-            .await
-            .unwrap();
+        let event = Self::registered_event(id, username, display_name);
         let user = User {
             id,
             token: self.token_for(id, username),
         };
+        // Republished every 2 s until the profile appears: the consumer's
+        // queue may exist a moment before its binding does, and an event in
+        // that moment has no route. Replays are harmless (idempotent).
         let deadline = tokio::time::Instant::now() + Duration::from_secs(15);
+        let mut next_publish = tokio::time::Instant::now();
         while self.profiles(&user, &[id]).await.unwrap().is_empty() {
-            assert!(
-                tokio::time::Instant::now() < deadline,
-                "profile of {username} never appeared"
-            );
+            let now = tokio::time::Instant::now();
+            assert!(now < deadline, "profile of {username} never appeared");
+            if now >= next_publish {
+                self.publisher.publish(&event).await.unwrap();
+                next_publish = now + Duration::from_secs(2);
+            }
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
         user
