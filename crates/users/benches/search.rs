@@ -184,7 +184,7 @@ async fn run() {
     concurrent.sort();
     let throughput = concurrent.len() as f64 / elapsed.as_secs_f64();
 
-    sqlx::query("DROP INDEX user_profiles_username_prefix, user_profiles_display_name_trgm")
+    sqlx::query("DROP INDEX user_profiles_username_prefix, user_profiles_display_name_trgm, user_profiles_display_name_prefix")
         .execute(&db.pool)
         .await
         .unwrap();

@@ -23,6 +23,9 @@ CREATE TABLE user_profiles (
 -- In "C" byte order, so one index serves both LIKE 'q%' and reading the
 -- matches in order (a text_pattern_ops index cannot return them sorted).
 CREATE INDEX user_profiles_username_prefix ON user_profiles ((username COLLATE "C"));
+-- Queries too short for trigrams (under 4 characters) match display names
+-- by prefix instead, in order, like usernames.
+CREATE INDEX user_profiles_display_name_prefix ON user_profiles ((lower(display_name) COLLATE "C"));
 -- GiST (not GIN): it can return the nearest matches in order (KNN), so a
 -- search for a common name reads only the top candidates, not every match.
 -- A 256-byte signature (default 12) makes each index entry precise enough

@@ -220,6 +220,8 @@ fn decode_search_cursor(cursor: &str) -> Result<(f64, String), ApiError> {
 /// query can page through (refine the query for others, as Telegram's
 /// global search does).
 pub const SEARCH_DEPTH: i64 = 100;
+/// Queries shorter than this match display names by prefix, not trigrams.
+const TRIGRAM_MIN_CHARS: usize = 4;
 
 pub async fn search(
     pool: &PgPool,
@@ -237,24 +239,31 @@ pub async fn search(
         None => (None, None),
     };
     let prefix = crate::domain::like_prefix(query);
-    // Each branch reads at most SEARCH_DEPTH rows in index order (btree
-    // range for the username prefix, GiST nearest-neighbour on word
-    // similarity for the display name, which also catches typos), so a
-    // common name costs the same as a rare one; the union is then ranked.
-    // Pages walk that bounded candidate set.
+    // Each branch reads at most SEARCH_DEPTH rows in index order, so a name
+    // thousands share costs the same as a rare one; the union is ranked and
+    // pages walk that bounded set. Branches: username prefix (btree, "C"
+    // order); then either display-name word similarity (GiST
+    // nearest-neighbour, also catching typos) or, for queries too short for
+    // trigrams, display-name prefix (btree).
+    let short = query.chars().count() < TRIGRAM_MIN_CHARS;
+    let mut tx = pool.begin().await?;
+    // The planner underestimates trigram matches and picks a bitmap scan of
+    // every match; the nearest-first index scan stops after SEARCH_DEPTH.
+    sqlx::query("SET LOCAL enable_bitmapscan = off")
+        .execute(&mut *tx)
+        .await?;
     let rows = sqlx::query!(
         r#"WITH candidates AS (
              (SELECT user_id FROM user_profiles
                WHERE (username COLLATE "C") LIKE $3 ORDER BY (username COLLATE "C") LIMIT $7)
              UNION
-             -- No WHERE inside: with only ORDER BY distance the planner must
-             -- walk the GiST index nearest-first (a `<%` filter invites a
-             -- bitmap scan of every match). The threshold applies after.
-             (SELECT user_id FROM (
-                 SELECT user_id, $2 <<-> lower(display_name) AS distance
-                 FROM user_profiles ORDER BY $2 <<-> lower(display_name) LIMIT $7
-               ) nearest
-               WHERE distance <= 1 - current_setting('pg_trgm.word_similarity_threshold')::float4)
+             (SELECT user_id FROM user_profiles
+               WHERE NOT $8 AND $2 <% lower(display_name)
+               ORDER BY $2 <<-> lower(display_name) LIMIT $7)
+             UNION
+             (SELECT user_id FROM user_profiles
+               WHERE $8 AND (lower(display_name) COLLATE "C") LIKE $3
+               ORDER BY (lower(display_name) COLLATE "C") LIMIT $7)
            ), hits AS (
              SELECT p.*,
                (CASE WHEN p.username LIKE $3
@@ -283,9 +292,11 @@ pub async fn search(
         after_username,
         limit + 1,
         SEARCH_DEPTH,
+        short,
     )
-    .fetch_all(pool)
+    .fetch_all(&mut *tx)
     .await?;
+    tx.commit().await?;
     let has_more = rows.len() as i64 > limit;
     let hits: Vec<SearchHit> = rows
         .into_iter()
