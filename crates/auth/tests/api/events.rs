@@ -1,9 +1,7 @@
 use std::time::Duration;
 
-use futures::StreamExt as _;
-use lapin::options::{BasicAckOptions, BasicConsumeOptions};
+use lapin::options::BasicConsumeOptions;
 use lapin::types::FieldTable;
-use service_kit::events;
 use test_kit::{TcpProxy, next_event};
 
 use crate::helpers::{Options, TestApp};

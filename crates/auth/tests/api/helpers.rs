@@ -1,5 +1,4 @@
 use std::net::SocketAddr;
-use std::time::Duration;
 
 use clap::Parser as _;
 use proto::auth::v1::auth_service_client::AuthServiceClient;

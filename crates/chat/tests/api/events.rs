@@ -52,7 +52,7 @@ async fn every_change_publishes_its_event_after_it_is_stored() {
     let Some(EventPayload::MemberAdded(added)) = next().await.payload else {
         panic!("member.added expected");
     };
-    assert_eq!(added.user_ids, [bot.id.clone()]);
+    assert_eq!(added.user_ids, std::slice::from_ref(&bot.id));
     assert_eq!(added.recipient_ids.len(), 3);
 
     let message = app.send(&ann, &group.id, "hello bot").await;
@@ -61,7 +61,7 @@ async fn every_change_publishes_its_event_after_it_is_stored() {
     };
     let stored = sent.message.unwrap();
     assert_eq!((stored.id.as_str(), stored.seq), (message.id.as_str(), 1));
-    assert_eq!(sent.bot_member_ids, [bot.id.clone()]);
+    assert_eq!(sent.bot_member_ids, std::slice::from_ref(&bot.id));
     assert_eq!(sent.conversation_kind, "group");
     assert_eq!(sent.recipient_ids.len(), 3);
 

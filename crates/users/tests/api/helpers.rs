@@ -2,8 +2,7 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use clap::Parser as _;
-use futures::StreamExt as _;
-use lapin::options::{BasicAckOptions, BasicConsumeOptions};
+use lapin::options::BasicConsumeOptions;
 use lapin::types::FieldTable;
 use proto::events::v1::UserRegistered;
 use proto::users::v1::users_service_client::UsersServiceClient;
