@@ -1,0 +1,33 @@
+//! The gateway's configuration (env vars and flags; see the README table).
+
+use std::net::SocketAddr;
+
+use service_kit::config::{AdminArgs, TelemetryArgs, TokenArgs};
+
+#[derive(Debug, Clone, clap::Parser)]
+#[command(name = "gateway", about = "REST and Socket.IO entry point")]
+pub struct Config {
+    /// HTTP address (REST under /api/v1, Swagger UI at /docs).
+    #[arg(long, env = "HTTP_ADDR", default_value = "0.0.0.0:8080")]
+    pub http_addr: SocketAddr,
+    #[command(flatten)]
+    pub admin: AdminArgs,
+    #[command(flatten)]
+    pub telemetry: TelemetryArgs,
+    /// Token verification; `AUTH_GRPC_URL` (required here) is also where
+    /// registration, login and sessions go.
+    #[command(flatten)]
+    pub token: TokenArgs,
+    /// The users service.
+    #[arg(long, env = "USERS_GRPC_URL", default_value = "http://users:50052")]
+    pub users_url: String,
+    /// The chat service.
+    #[arg(long, env = "CHAT_GRPC_URL", default_value = "http://chat:50053")]
+    pub chat_url: String,
+    /// Origins allowed by CORS, comma-separated (`*` for any; empty for none).
+    #[arg(long, env = "CORS_ORIGINS", default_value = "", value_delimiter = ',')]
+    pub cors_origins: Vec<String>,
+    /// Largest request body accepted, in bytes.
+    #[arg(long, env = "MAX_BODY_BYTES", default_value_t = 64 * 1024)]
+    pub max_body_bytes: usize,
+}

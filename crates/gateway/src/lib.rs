@@ -1,0 +1,170 @@
+//! The gateway: the platform's HTTP entry point. REST under `/api/v1`
+//! (validated JSON in, consistent `{code, message, field}` errors out,
+//! request ids, CORS, body limits) in front of the services' gRPC APIs, with
+//! an OpenAPI document generated from the handlers and Swagger UI at `/docs`.
+
+pub mod config;
+pub mod extract;
+pub mod rest;
+pub mod state;
+
+use std::sync::Arc;
+
+use anyhow::Context as _;
+use axum::Router;
+use axum::extract::DefaultBodyLimit;
+use axum::http::{HeaderName, HeaderValue, Method};
+use prometheus_client::registry::Registry;
+use service_kit::admin::{self, AdminState, Readiness};
+use service_kit::grpc::{ClientConfig, Downstream};
+use service_kit::{Shutdown, jwks, net};
+use tokio::net::TcpListener;
+use tower_http::cors::{AllowOrigin, CorsLayer};
+use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
+use tower_http::trace::TraceLayer;
+use utoipa::OpenApi;
+use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
+use utoipa_swagger_ui::SwaggerUi;
+
+pub use config::Config;
+use state::{AppState, Services};
+
+#[derive(Debug, OpenApi)]
+#[openapi(
+    info(title = "Chat platform API", description = "REST API of the chat platform gateway. Errors are `{code, message, field}` with a stable `code`."),
+    paths(
+        rest::auth::register,
+        rest::auth::login,
+        rest::auth::refresh,
+        rest::auth::logout,
+        rest::auth::change_password,
+        rest::auth::list_sessions,
+        rest::auth::revoke_session,
+        rest::auth::revoke_other_sessions,
+    ),
+    components(schemas(rest::ErrorResponse)),
+    modifiers(&BearerAuth),
+    tags((name = "auth", description = "Accounts, tokens and sessions"))
+)]
+pub struct ApiDoc;
+
+struct BearerAuth;
+
+impl utoipa::Modify for BearerAuth {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        let components = openapi.components.get_or_insert_with(Default::default);
+        components.add_security_scheme(
+            "bearer",
+            SecurityScheme::Http(
+                HttpBuilder::new()
+                    .scheme(HttpAuthScheme::Bearer)
+                    .bearer_format("JWT")
+                    .build(),
+            ),
+        );
+    }
+}
+
+const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
+
+fn cors(origins: &[String]) -> CorsLayer {
+    let origins: Vec<&String> = origins.iter().filter(|o| !o.trim().is_empty()).collect();
+    let allow = if origins.iter().any(|o| o.trim() == "*") {
+        AllowOrigin::any()
+    } else {
+        AllowOrigin::list(
+            origins
+                .iter()
+                .filter_map(|origin| HeaderValue::from_str(origin.trim()).ok()),
+        )
+    };
+    CorsLayer::new()
+        .allow_origin(allow)
+        .allow_methods([
+            Method::GET,
+            Method::POST,
+            Method::PATCH,
+            Method::PUT,
+            Method::DELETE,
+        ])
+        .allow_headers([
+            http::header::AUTHORIZATION,
+            http::header::CONTENT_TYPE,
+            REQUEST_ID,
+        ])
+        .expose_headers([REQUEST_ID, http::header::RETRY_AFTER])
+}
+
+/// The HTTP application: REST routes, OpenAPI document, Swagger UI.
+pub fn router(state: AppState, config: &Config) -> Router {
+    let api = Router::new().merge(rest::auth::routes()).with_state(state);
+    Router::new()
+        .nest("/api/v1", api)
+        .merge(SwaggerUi::new("/docs").url("/api/v1/openapi.json", ApiDoc::openapi()))
+        .fallback(|| async { service_kit::ApiError::not_found("no such route") })
+        // Enforced where bodies are read, so the 413 has the usual JSON body.
+        .layer(DefaultBodyLimit::max(config.max_body_bytes))
+        .layer(cors(&config.cors_origins))
+        .layer(PropagateRequestIdLayer::new(REQUEST_ID))
+        .layer(TraceLayer::new_for_http())
+        .layer(SetRequestIdLayer::new(REQUEST_ID, MakeRequestUuid))
+}
+
+pub async fn run(config: Config, shutdown: Shutdown) -> anyhow::Result<()> {
+    let http =
+        net::bind(config.http_addr).with_context(|| format!("binding {}", config.http_addr))?;
+    let admin = net::bind(config.admin.admin_addr)
+        .with_context(|| format!("binding {}", config.admin.admin_addr))?;
+    serve(config, http, admin, shutdown).await
+}
+
+pub async fn serve(
+    config: Config,
+    http_listener: TcpListener,
+    admin_listener: TcpListener,
+    shutdown: Shutdown,
+) -> anyhow::Result<()> {
+    let auth_url = config
+        .token
+        .auth_url
+        .clone()
+        .context("AUTH_GRPC_URL is required by the gateway")?;
+    let verifier = jwks::verifier(&config.token, &shutdown).await?;
+    let services = Services {
+        auth: Downstream::connect_lazy("auth", &auth_url, ClientConfig::default())?,
+        users: Downstream::connect_lazy("users", &config.users_url, ClientConfig::default())?,
+        chat: Downstream::connect_lazy("chat", &config.chat_url, ClientConfig::default())?,
+        verifier,
+    };
+    let readiness = Readiness::default();
+    let mut registry = Registry::with_prefix("gateway");
+    readiness.register_metrics(&mut registry);
+    for downstream in [&services.auth, &services.users, &services.chat] {
+        let downstream = downstream.clone();
+        readiness.add(downstream.name(), move || {
+            let downstream = downstream.clone();
+            async move { downstream.health_check().await }
+        });
+    }
+    let app = router(AppState::new(services), &config);
+    let admin_task = admin::spawn(
+        admin_listener,
+        AdminState {
+            readiness,
+            registry: Arc::new(registry),
+        },
+        &shutdown,
+    );
+    tracing::info!(addr = ?http_listener.local_addr().ok(), "gateway serving HTTP");
+    axum::serve(http_listener, app)
+        .with_graceful_shutdown(shutdown.cancelled())
+        .await
+        .context("HTTP server")?;
+    shutdown.drain(config.admin.shutdown_grace).await;
+    admin_task
+        .await
+        .context("admin server task")?
+        .context("admin server")?;
+    tracing::info!("gateway stopped");
+    Ok(())
+}

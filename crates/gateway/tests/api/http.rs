@@ -1,0 +1,178 @@
+use std::collections::BTreeSet;
+
+use reqwest::{Method, StatusCode};
+use serde_json::{Value, json};
+
+use crate::helpers::{Options, TestApp};
+
+/// Every route the OpenAPI document lists, as "METHOD path". The tests in
+/// `auth.rs` exercise each of them; this list must change with the document.
+const DOCUMENTED: [&str; 8] = [
+    "DELETE /api/v1/auth/sessions",
+    "DELETE /api/v1/auth/sessions/{session_id}",
+    "GET /api/v1/auth/sessions",
+    "POST /api/v1/auth/login",
+    "POST /api/v1/auth/logout",
+    "POST /api/v1/auth/password",
+    "POST /api/v1/auth/refresh",
+    "POST /api/v1/auth/register",
+];
+
+#[tokio::test]
+async fn the_openapi_document_describes_every_route() {
+    let app = TestApp::spawn().await;
+    let (status, doc) = app
+        .call(Method::GET, "/api/v1/openapi.json", None, None)
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(doc["openapi"].as_str().unwrap().starts_with("3."));
+    let mut routes = BTreeSet::new();
+    for (path, item) in doc["paths"].as_object().unwrap() {
+        for (method, operation) in item.as_object().unwrap() {
+            assert!(
+                operation["responses"].is_object(),
+                "{method} {path} has responses"
+            );
+            routes.insert(format!("{} {path}", method.to_uppercase()));
+        }
+    }
+    assert_eq!(routes, DOCUMENTED.iter().map(|r| (*r).to_owned()).collect());
+    // Every $ref resolves to a schema in the document.
+    let schemas = doc["components"]["schemas"].as_object().unwrap();
+    let text = doc.to_string();
+    for reference in text.split("\"$ref\":\"#/components/schemas/").skip(1) {
+        let name = reference.split('"').next().unwrap();
+        assert!(schemas.contains_key(name), "missing schema {name}");
+    }
+    assert!(doc["components"]["securitySchemes"]["bearer"].is_object());
+
+    let docs = app.http.get(app.url("/docs/")).send().await.unwrap();
+    assert_eq!(docs.status(), StatusCode::OK);
+    assert!(
+        docs.text().await.unwrap().contains("swagger"),
+        "Swagger UI is served"
+    );
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn errors_are_json_with_a_code_and_the_field() {
+    let app = TestApp::spawn_with(Options {
+        max_body_bytes: 1024,
+        ..Options::default()
+    })
+    .await;
+    let (status, error) = app.call(Method::GET, "/api/v1/nope", None, None).await;
+    assert_eq!(
+        (status, error["code"].as_str()),
+        (StatusCode::NOT_FOUND, Some("NOT_FOUND"))
+    );
+
+    // A missing field, a wrong type, broken JSON, no JSON content type.
+    let (status, error) = app
+        .call(
+            Method::POST,
+            "/api/v1/auth/login",
+            None,
+            Some(json!({ "login": "x" })),
+        )
+        .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert_eq!(error["code"], "INVALID_ARGUMENT");
+    assert!(
+        error["message"].as_str().unwrap().contains("password"),
+        "{error}"
+    );
+    let (status, error) = app
+        .call(
+            Method::POST,
+            "/api/v1/auth/login",
+            None,
+            Some(json!({ "login": 5, "password": "x" })),
+        )
+        .await;
+    assert_eq!(
+        (status, error["field"].as_str()),
+        (StatusCode::BAD_REQUEST, Some("login"))
+    );
+    let response = app
+        .http
+        .post(app.url("/api/v1/auth/login"))
+        .header("content-type", "application/json")
+        .body("{not json")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::BAD_REQUEST);
+    let body: Value = response.json().await.unwrap();
+    assert_eq!(body["code"], "INVALID_ARGUMENT");
+    let response = app
+        .http
+        .post(app.url("/api/v1/auth/login"))
+        .body("login=x")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::BAD_REQUEST);
+
+    // Bodies over the limit: 413 with the same JSON shape.
+    let (status, error) = app
+        .call(
+            Method::POST,
+            "/api/v1/auth/login",
+            None,
+            Some(json!({ "login": "x".repeat(2000), "password": "y" })),
+        )
+        .await;
+    assert_eq!(
+        (status, error["code"].as_str()),
+        (StatusCode::PAYLOAD_TOO_LARGE, Some("PAYLOAD_TOO_LARGE"))
+    );
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn request_ids_and_cors() {
+    let app = TestApp::spawn().await;
+    let response = app
+        .http
+        .get(app.url("/api/v1/openapi.json"))
+        .send()
+        .await
+        .unwrap();
+    let generated = response.headers()["x-request-id"]
+        .to_str()
+        .unwrap()
+        .to_owned();
+    assert_eq!(generated.len(), 36, "a UUID: {generated}");
+    let response = app
+        .http
+        .get(app.url("/api/v1/openapi.json"))
+        .header("x-request-id", "client-chosen-1")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.headers()["x-request-id"], "client-chosen-1");
+
+    let preflight = |origin: &'static str| {
+        app.http
+            .request(Method::OPTIONS, app.url("/api/v1/auth/login"))
+            .header("origin", origin)
+            .header("access-control-request-method", "POST")
+            .header("access-control-request-headers", "content-type")
+            .send()
+    };
+    let allowed = preflight("https://app.example.com").await.unwrap();
+    assert_eq!(
+        allowed.headers()["access-control-allow-origin"],
+        "https://app.example.com"
+    );
+    let refused = preflight("https://evil.example.com").await.unwrap();
+    assert!(
+        refused
+            .headers()
+            .get("access-control-allow-origin")
+            .is_none()
+    );
+    app.stop().await;
+}
