@@ -41,10 +41,41 @@ use state::{AppState, Services};
         rest::auth::list_sessions,
         rest::auth::revoke_session,
         rest::auth::revoke_other_sessions,
+        rest::users::my_profile,
+        rest::users::update_profile,
+        rest::users::profiles,
+        rest::users::search,
+        rest::users::list_blocked,
+        rest::users::block,
+        rest::users::unblock,
+        rest::users::list_contacts,
+        rest::users::add_contact,
+        rest::users::remove_contact,
+        rest::users::privacy,
+        rest::users::update_privacy,
+        rest::users::presence,
+        rest::chat::list_conversations,
+        rest::chat::create_private,
+        rest::chat::create_group,
+        rest::chat::unread_counts,
+        rest::chat::get_conversation,
+        rest::chat::rename,
+        rest::chat::list_members,
+        rest::chat::add_members,
+        rest::chat::remove_member,
+        rest::chat::history,
+        rest::chat::send,
+        rest::chat::edit,
+        rest::chat::delete_message,
+        rest::chat::mark_read,
     ),
     components(schemas(rest::ErrorResponse)),
     modifiers(&BearerAuth),
-    tags((name = "auth", description = "Accounts, tokens and sessions"))
+    tags(
+        (name = "auth", description = "Accounts, tokens and sessions"),
+        (name = "users", description = "Profiles, search, blocks, contacts, privacy, presence"),
+        (name = "chat", description = "Conversations, members, messages, receipts"),
+    )
 )]
 pub struct ApiDoc;
 
@@ -97,7 +128,11 @@ fn cors(origins: &[String]) -> CorsLayer {
 
 /// The HTTP application: REST routes, OpenAPI document, Swagger UI.
 pub fn router(state: AppState, config: &Config) -> Router {
-    let api = Router::new().merge(rest::auth::routes()).with_state(state);
+    let api = Router::new()
+        .merge(rest::auth::routes())
+        .merge(rest::users::routes())
+        .merge(rest::chat::routes())
+        .with_state(state);
     Router::new()
         .nest("/api/v1", api)
         .merge(SwaggerUi::new("/docs").url("/api/v1/openapi.json", ApiDoc::openapi()))

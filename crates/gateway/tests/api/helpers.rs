@@ -4,18 +4,20 @@ use clap::Parser as _;
 use reqwest::{Method, StatusCode};
 use secrecy::ExposeSecret as _;
 use serde_json::{Value, json};
-use test_kit::{SpawnedService, TestAmqp, TestPostgres, TestRedis};
+use test_kit::{SpawnedService, TestAmqp, TestMongo, TestPostgres, TestRedis};
 
-/// The gateway in front of a real auth service; users and chat point at a
-/// closed port (these tests do not reach them).
+/// The gateway in front of the real auth, users and chat services, on
+/// fresh stores, sharing one test exchange (auth's `user.registered` creates
+/// the profile in users, as in production).
 pub struct TestApp {
     pub base: String,
     pub http: reqwest::Client,
-    _db: TestPostgres,
+    _auth_db: TestPostgres,
+    _users_db: TestPostgres,
     _redis: TestRedis,
     _amqp: TestAmqp,
-    gateway: Option<SpawnedService>,
-    auth: Option<SpawnedService>,
+    _mongo: TestMongo,
+    services: Vec<SpawnedService>,
 }
 
 pub struct Options {
@@ -62,19 +64,69 @@ impl TestApp {
         .unwrap();
         test_kit::wait_ready(auth_admin_addr, "auth").await;
 
-        let closed = format!(
-            "http://{}",
-            service_kit::net::bind_loopback()
-                .unwrap()
-                .local_addr()
-                .unwrap()
-        );
+        let jwks_from_auth = format!("--auth-grpc-url={}", auth.http_url());
+
+        let users_db = TestPostgres::new().await.unwrap();
+        let queue = format!("{}.users", amqp.exchange.name);
+        for name in [
+            queue.clone(),
+            format!("{queue}.retry"),
+            format!("{queue}.dlq"),
+        ] {
+            amqp.track_queue(name);
+        }
+        let users_admin = service_kit::net::bind_loopback().unwrap();
+        let users_admin_addr = users_admin.local_addr().unwrap();
+        let users_config = users::Config::try_parse_from([
+            "users".to_owned(),
+            format!("--database-url={}", users_db.url().expose_secret()),
+            format!("--redis-url={}", test_kit::redis_url()),
+            format!("--redis-key-prefix={}users:", redis.prefix),
+            format!("--amqp-url={}", test_kit::amqp_url()),
+            format!("--amqp-exchange={}", amqp.exchange.name),
+            jwks_from_auth.clone(),
+            format!("--queue={queue}"),
+            "--shutdown-grace=2s".to_owned(),
+        ])
+        .unwrap();
+        let users = SpawnedService::spawn(move |listener, shutdown| {
+            users::serve(users_config, listener, users_admin, shutdown)
+        })
+        .await
+        .unwrap();
+        test_kit::wait_ready(users_admin_addr, "users").await;
+        while !test_kit::queue_exists(&queue).await.unwrap() {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+
+        let mongo = TestMongo::new().await.unwrap();
+        let chat_admin = service_kit::net::bind_loopback().unwrap();
+        let chat_admin_addr = chat_admin.local_addr().unwrap();
+        let chat_config = chat::Config::try_parse_from([
+            "chat".to_owned(),
+            format!("--mongodb-url={}", test_kit::mongodb_url()),
+            format!("--mongodb-database={}", mongo.name),
+            format!("--amqp-url={}", test_kit::amqp_url()),
+            format!("--amqp-exchange={}", amqp.exchange.name),
+            jwks_from_auth,
+            format!("--users-grpc-url={}", users.http_url()),
+            "--users-cache-ttl=100ms".to_owned(),
+            "--shutdown-grace=2s".to_owned(),
+        ])
+        .unwrap();
+        let chat = SpawnedService::spawn(move |listener, shutdown| {
+            chat::serve(chat_config, listener, chat_admin, shutdown)
+        })
+        .await
+        .unwrap();
+        test_kit::wait_ready(chat_admin_addr, "chat").await;
+
         let gateway_admin = service_kit::net::bind_loopback().unwrap();
         let config = gateway::Config::try_parse_from([
             "gateway".to_owned(),
             format!("--auth-grpc-url={}", auth.http_url()),
-            format!("--users-url={closed}"),
-            format!("--chat-url={closed}"),
+            format!("--users-url={}", users.http_url()),
+            format!("--chat-url={}", chat.http_url()),
             format!("--cors-origins={}", options.cors_origins),
             format!("--max-body-bytes={}", options.max_body_bytes),
             "--shutdown-grace=2s".to_owned(),
@@ -91,11 +143,12 @@ impl TestApp {
                 .timeout(Duration::from_secs(10))
                 .build()
                 .unwrap(),
-            _db: db,
+            _auth_db: db,
+            _users_db: users_db,
             _redis: redis,
             _amqp: amqp,
-            gateway: Some(gateway),
-            auth: Some(auth),
+            _mongo: mongo,
+            services: vec![gateway, chat, users, auth],
         };
         // The gateway fetches auth's keys at start-up; wait until it serves.
         let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
@@ -179,12 +232,29 @@ impl TestApp {
         pair
     }
 
-    pub async fn stop(mut self) {
-        if let Some(gateway) = self.gateway.take() {
-            gateway.stop().await.unwrap();
+    /// Registers, logs in, and waits until users created the profile.
+    pub async fn user(&self, username: &str) -> (String, String) {
+        let pair = self.signed_in(username).await;
+        let token = pair["access_token"].as_str().unwrap().to_owned();
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(15);
+        while self
+            .call(Method::GET, "/api/v1/users/me", Some(&token), None)
+            .await
+            .0
+            != StatusCode::OK
+        {
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "profile of {username} never appeared"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
         }
-        if let Some(auth) = self.auth.take() {
-            auth.stop().await.unwrap();
+        (pair["user_id"].as_str().unwrap().to_owned(), token)
+    }
+
+    pub async fn stop(mut self) {
+        for service in self.services.drain(..) {
+            service.stop().await.unwrap();
         }
     }
 }
