@@ -9,4 +9,9 @@ export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/chat-platform/target}"
 bash scripts/deps.sh >/dev/null
 eval "$(bash scripts/deps.sh env)"
 
+# The official socket.io-client the gateway's tests drive (npm registry).
+if [[ ! -d tests/socketio/node_modules/socket.io-client ]]; then
+  npm ci --prefix tests/socketio --no-audit --no-fund --loglevel=error
+fi
+
 cargo test --workspace --locked "$@"

@@ -2,7 +2,7 @@
 
 use std::net::SocketAddr;
 
-use service_kit::config::{AdminArgs, TelemetryArgs, TokenArgs};
+use service_kit::config::{AdminArgs, AmqpArgs, RedisArgs, TelemetryArgs, TokenArgs};
 
 #[derive(Debug, Clone, clap::Parser)]
 #[command(name = "gateway", about = "REST and Socket.IO entry point")]
@@ -18,6 +18,15 @@ pub struct Config {
     /// registration, login and sessions go.
     #[command(flatten)]
     pub token: TokenArgs,
+    /// Redis: the Socket.IO adapter (broadcasts between gateway replicas).
+    #[command(flatten)]
+    pub redis: RedisArgs,
+    /// RabbitMQ: domain events fanned out to sockets.
+    #[command(flatten)]
+    pub amqp: AmqpArgs,
+    /// Queue the replicas share (competing consumers) for events to fan out.
+    #[arg(long, env = "FANOUT_QUEUE", default_value = "gateway.fanout")]
+    pub fanout_queue: String,
     /// The users service.
     #[arg(long, env = "USERS_GRPC_URL", default_value = "http://users:50052")]
     pub users_url: String,

@@ -5,6 +5,7 @@
 
 pub mod config;
 pub mod extract;
+pub mod realtime;
 pub mod rest;
 pub mod state;
 
@@ -15,9 +16,13 @@ use axum::Router;
 use axum::extract::DefaultBodyLimit;
 use axum::http::{HeaderName, HeaderValue, Method};
 use prometheus_client::registry::Registry;
+use secrecy::ExposeSecret as _;
 use service_kit::admin::{self, AdminState, Readiness};
+use service_kit::amqp::{Broker, ConsumerSpec, Exchange, run_consumer};
 use service_kit::grpc::{ClientConfig, Downstream};
 use service_kit::{Shutdown, jwks, net};
+use socketioxide::SocketIo;
+use socketioxide_redis::{RedisAdapterConfig, RedisAdapterCtr};
 use tokio::net::TcpListener;
 use tower_http::cors::{AllowOrigin, CorsLayer};
 use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
@@ -181,7 +186,48 @@ pub async fn serve(
             async move { downstream.health_check().await }
         });
     }
-    let app = router(AppState::new(services), &config);
+    let state = AppState::new(services);
+
+    // Socket.IO over the Redis adapter (RESP3), its channels under this
+    // deployment's key prefix.
+    let redis_url = resp3(config.redis.url.expose_secret());
+    let redis = redis::Client::open(redis_url).context("REDIS_URL")?;
+    let adapter = RedisAdapterCtr::new_with_redis_config(
+        &redis,
+        RedisAdapterConfig::new().with_prefix(format!("{}socket.io", config.redis.key_prefix)),
+    )
+    .await
+    .context("connecting the Socket.IO Redis adapter")?;
+    let (socket_layer, io) = SocketIo::builder()
+        .with_state(realtime::RealtimeState {
+            app: state.clone(),
+            instance: std::env::var("HOSTNAME")
+                .unwrap_or_else(|_| uuid::Uuid::new_v4().to_string())
+                .into(),
+        })
+        .with_adapter::<realtime::GatewayAdapter>(adapter)
+        .build_layer();
+    realtime::namespace(&io)
+        .await
+        .map_err(|error| anyhow::anyhow!("Socket.IO namespace: {error}"))?;
+
+    let broker = Broker::new(config.amqp.url.clone(), "gateway");
+    {
+        let broker = broker.clone();
+        readiness.add("rabbitmq", move || {
+            let broker = broker.clone();
+            async move { broker.check().await }
+        });
+    }
+    shutdown.spawn(run_consumer(
+        broker.clone(),
+        Exchange::new(&config.amqp.exchange),
+        ConsumerSpec::new(config.fanout_queue.clone(), realtime::FANOUT_EVENTS),
+        Arc::new(realtime::Fanout { io: io.clone() }),
+        shutdown.clone(),
+    ));
+
+    let app = router(state, &config).layer(socket_layer);
     let admin_task = admin::spawn(
         admin_listener,
         AdminState {
@@ -195,11 +241,24 @@ pub async fn serve(
         .with_graceful_shutdown(shutdown.cancelled())
         .await
         .context("HTTP server")?;
+    io.close().await;
     shutdown.drain(config.admin.shutdown_grace).await;
+    broker.close().await;
     admin_task
         .await
         .context("admin server task")?
         .context("admin server")?;
     tracing::info!("gateway stopped");
     Ok(())
+}
+
+/// The adapter's driver speaks RESP3: ask for it in the URL.
+fn resp3(url: &str) -> String {
+    if url.contains("protocol=") {
+        url.to_owned()
+    } else if url.contains('?') {
+        format!("{url}&protocol=resp3")
+    } else {
+        format!("{url}?protocol=resp3")
+    }
 }

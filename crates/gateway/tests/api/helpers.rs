@@ -121,6 +121,14 @@ impl TestApp {
         .unwrap();
         test_kit::wait_ready(chat_admin_addr, "chat").await;
 
+        let fanout = format!("{}.fanout", amqp.exchange.name);
+        for name in [
+            fanout.clone(),
+            format!("{fanout}.retry"),
+            format!("{fanout}.dlq"),
+        ] {
+            amqp.track_queue(name);
+        }
         let gateway_admin = service_kit::net::bind_loopback().unwrap();
         let config = gateway::Config::try_parse_from([
             "gateway".to_owned(),
@@ -128,6 +136,11 @@ impl TestApp {
             format!("--users-url={}", users.http_url()),
             format!("--chat-url={}", chat.http_url()),
             format!("--cors-origins={}", options.cors_origins),
+            format!("--redis-url={}", test_kit::redis_url()),
+            format!("--redis-key-prefix={}gateway:", redis.prefix),
+            format!("--amqp-url={}", test_kit::amqp_url()),
+            format!("--amqp-exchange={}", amqp.exchange.name),
+            format!("--fanout-queue={fanout}"),
             format!("--max-body-bytes={}", options.max_body_bytes),
             "--shutdown-grace=2s".to_owned(),
         ])
@@ -150,7 +163,8 @@ impl TestApp {
             _mongo: mongo,
             services: vec![gateway, chat, users, auth],
         };
-        // The gateway fetches auth's keys at start-up; wait until it serves.
+        // The gateway fetches auth's keys at start-up; wait until it serves
+        // and its fan-out queue exists.
         let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
         while app
             .http
@@ -164,6 +178,13 @@ impl TestApp {
                 "gateway never served"
             );
             tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        while !test_kit::queue_exists(&fanout).await.unwrap() {
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "fan-out queue never declared"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
         }
         app
     }

@@ -8,4 +8,5 @@ mod auth;
 mod chat;
 mod helpers;
 mod http;
+mod realtime;
 mod users;

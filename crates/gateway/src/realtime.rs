@@ -1,0 +1,544 @@
+//! Socket.IO: authenticated sockets, one room per user, client events
+//! forwarded to the services, and domain events from RabbitMQ fanned out to
+//! the recipients' rooms. With the Redis adapter, an emit to a room reaches
+//! sockets on every gateway replica, so each event is consumed once (by
+//! competing consumers) and delivered everywhere.
+
+use std::sync::Arc;
+
+use proto::EventPayload;
+use proto::chat::v1 as chat_grpc;
+use proto::chat::v1::chat_service_client::ChatServiceClient;
+use proto::users::v1::DevicePresenceRequest;
+use proto::users::v1::users_service_client::UsersServiceClient;
+use serde::{Deserialize, Serialize};
+use serde_json::{Value, json};
+use service_kit::amqp::{EventHandler, HandlerError};
+use service_kit::grpc::CallKind;
+use service_kit::token::bearer_token;
+use service_kit::{ApiError, ErrorCode};
+use socketioxide::SocketIo;
+use socketioxide::adapter::Adapter;
+use socketioxide::extract::{AckSender, SocketRef, State, TryData};
+use socketioxide::handler::ConnectHandler;
+
+use crate::extract::Caller;
+use crate::rest::chat::{SendMessage, message_dto, send_request};
+use crate::rest::rpc;
+use crate::state::AppState;
+
+/// The room of every socket of one user.
+pub fn user_room(user_id: &str) -> String {
+    format!("user:{user_id}")
+}
+
+/// What handlers share.
+#[derive(Debug, Clone)]
+pub struct RealtimeState {
+    pub app: AppState,
+    /// Names this process in device ids (`<gateway>/<socket id>`).
+    pub instance: Arc<str>,
+}
+
+#[derive(Debug, Deserialize, Default)]
+struct HandshakeAuth {
+    #[serde(default)]
+    token: Option<String>,
+}
+
+/// The error a client sees (`connect_error`, or an ack `{ok: false, error}`).
+#[derive(Debug, Serialize)]
+struct ClientError {
+    code: ErrorCode,
+    message: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    field: Option<String>,
+}
+
+impl From<ApiError> for ClientError {
+    fn from(error: ApiError) -> Self {
+        Self {
+            code: error.code,
+            message: error.message,
+            field: error.field,
+        }
+    }
+}
+
+impl std::fmt::Display for ClientError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}: {}", self.code.as_str(), self.message)
+    }
+}
+
+/// Connect middleware: the access token comes from the handshake's `auth`
+/// payload (`{token}`) or an `Authorization: Bearer` header.
+async fn authenticate<A: Adapter>(
+    socket: SocketRef<A>,
+    TryData(auth): TryData<HandshakeAuth>,
+    State(state): State<RealtimeState>,
+) -> Result<(), ClientError> {
+    let from_auth = auth.ok().and_then(|auth| auth.token);
+    let from_header = socket
+        .req_parts()
+        .headers
+        .get(http::header::AUTHORIZATION)
+        .and_then(|value| value.to_str().ok())
+        .and_then(bearer_token)
+        .map(str::to_owned);
+    let token = from_auth.or(from_header).ok_or_else(|| {
+        ClientError::from(ApiError::unauthenticated(
+            "connect with auth: {token: <access token>}",
+        ))
+    })?;
+    let claims = state
+        .app
+        .verifier
+        .verify(&token)
+        .map_err(|error| ClientError::from(ApiError::from(error)))?;
+    socket.extensions.insert(Caller {
+        user_id: claims.sub.to_string(),
+        token,
+    });
+    Ok(())
+}
+
+fn caller<A: Adapter>(socket: &SocketRef<A>) -> Option<Caller> {
+    socket.extensions.get::<Caller>()
+}
+
+fn ack_result<T: Serialize>(ack: AckSender<impl Adapter>, result: Result<T, ApiError>) {
+    let body = match result {
+        Ok(value) => json!({ "ok": true, "data": value }),
+        Err(error) => json!({ "ok": false, "error": ClientError::from(error) }),
+    };
+    if let Err(error) = ack.send(&body) {
+        tracing::debug!(%error, "ack not delivered");
+    }
+}
+
+fn parse<T: serde::de::DeserializeOwned>(
+    data: Result<Value, impl std::fmt::Display>,
+) -> Result<T, ApiError> {
+    let value =
+        data.map_err(|error| ApiError::invalid("data", format!("unreadable event data: {error}")))?;
+    serde_json::from_value(value)
+        .map_err(|error| ApiError::invalid("data", format!("invalid event data: {error}")))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SendEvent {
+    conversation_id: String,
+    #[serde(flatten)]
+    message: SendMessage,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct MarkEvent {
+    conversation_id: String,
+    up_to_seq: u64,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct TypingEvent {
+    conversation_id: String,
+}
+
+#[derive(Debug, Deserialize)]
+struct SyncEvent {
+    #[serde(default)]
+    checkpoints: Vec<SyncCheckpoint>,
+    #[serde(default)]
+    limit_per_conversation: u32,
+}
+
+#[derive(Debug, Deserialize)]
+struct SyncCheckpoint {
+    conversation_id: String,
+    last_seq: u64,
+}
+
+fn chat(channel: tonic::transport::Channel) -> ChatServiceClient<tonic::transport::Channel> {
+    ChatServiceClient::new(channel)
+}
+
+async fn on_send(
+    state: &RealtimeState,
+    caller: &Caller,
+    data: Result<Value, impl std::fmt::Display>,
+) -> Result<Value, ApiError> {
+    let event: SendEvent = parse(data)?;
+    let request = send_request(event.conversation_id, event.message)?;
+    let kind = if request.client_msg_id.is_empty() {
+        CallKind::Once
+    } else {
+        CallKind::Idempotent
+    };
+    let message = rpc(
+        &state.app.chat,
+        kind,
+        Some(&caller.token),
+        request,
+        |channel, request| async move { chat(channel).send_message(request).await },
+    )
+    .await?;
+    Ok(serde_json::to_value(message_dto(message)).unwrap_or(Value::Null))
+}
+
+async fn on_mark(
+    state: &RealtimeState,
+    caller: &Caller,
+    data: Result<Value, impl std::fmt::Display>,
+    read: bool,
+) -> Result<Value, ApiError> {
+    let event: MarkEvent = parse(data)?;
+    let request = chat_grpc::MarkRequest {
+        conversation_id: event.conversation_id,
+        up_to_seq: event.up_to_seq,
+    };
+    let receipt = rpc(
+        &state.app.chat,
+        CallKind::Idempotent,
+        Some(&caller.token),
+        request,
+        |channel, request| async move {
+            if read {
+                chat(channel).mark_read(request).await
+            } else {
+                chat(channel).mark_delivered(request).await
+            }
+        },
+    )
+    .await?;
+    Ok(json!({
+        "conversation_id": receipt.conversation_id,
+        "delivered_seq": receipt.delivered_seq,
+        "read_seq": receipt.read_seq,
+    }))
+}
+
+/// Typing goes straight to the other members' rooms (volatile: a lost
+/// typing event is not worth a retry); membership is checked by chat.
+async fn on_typing<A: Adapter>(
+    io: &SocketIo<A>,
+    state: &RealtimeState,
+    caller: &Caller,
+    data: Result<Value, impl std::fmt::Display>,
+    typing: bool,
+) -> Result<Value, ApiError> {
+    let event: TypingEvent = parse(data)?;
+    let request = chat_grpc::GetConversationRequest {
+        conversation_id: event.conversation_id.clone(),
+    };
+    let conversation = rpc(
+        &state.app.chat,
+        CallKind::Idempotent,
+        Some(&caller.token),
+        request,
+        |channel, request| async move { chat(channel).get_conversation(request).await },
+    )
+    .await?;
+    let rooms: Vec<String> = conversation
+        .members
+        .iter()
+        .filter(|member| member.user_id != caller.user_id)
+        .map(|member| user_room(&member.user_id))
+        .collect();
+    if !rooms.is_empty() {
+        let payload = json!({
+            "conversation_id": event.conversation_id,
+            "user_id": caller.user_id,
+            "typing": typing,
+        });
+        if let Err(error) = io.to(rooms).volatile().emit("typing", &payload).await {
+            tracing::debug!(%error, "typing not broadcast");
+        }
+    }
+    Ok(Value::Null)
+}
+
+async fn on_sync(
+    state: &RealtimeState,
+    caller: &Caller,
+    data: Result<Value, impl std::fmt::Display>,
+) -> Result<Value, ApiError> {
+    let event: SyncEvent = parse(data)?;
+    let request = chat_grpc::SyncRequest {
+        checkpoints: event
+            .checkpoints
+            .into_iter()
+            .map(|c| chat_grpc::SyncCheckpoint {
+                conversation_id: c.conversation_id,
+                last_seq: c.last_seq,
+            })
+            .collect(),
+        include_unknown: true,
+        limit_per_conversation: event.limit_per_conversation,
+    };
+    let response = rpc(
+        &state.app.chat,
+        CallKind::Idempotent,
+        Some(&caller.token),
+        request,
+        |channel, request| async move { chat(channel).sync(request).await },
+    )
+    .await?;
+    let conversations: Vec<Value> = response
+        .conversations
+        .into_iter()
+        .map(|synced| {
+            json!({
+                "conversation_id": synced.conversation.map(|c| c.id).unwrap_or_default(),
+                "messages": synced.messages.into_iter().map(message_dto).collect::<Vec<_>>(),
+                "has_more": synced.has_more,
+            })
+        })
+        .collect();
+    Ok(json!({ "conversations": conversations }))
+}
+
+async fn presence(state: &RealtimeState, caller: &Caller, socket_id: String, connected: bool) {
+    let request = DevicePresenceRequest {
+        device_id: format!("{}/{socket_id}", state.instance),
+    };
+    let result = state
+        .app
+        .users
+        .call(
+            CallKind::Idempotent,
+            Some(&caller.token),
+            request,
+            |channel, request| async move {
+                let mut users = UsersServiceClient::new(channel);
+                if connected {
+                    users.device_connected(request).await
+                } else {
+                    users.device_disconnected(request).await
+                }
+            },
+        )
+        .await;
+    if let Err(status) = result {
+        tracing::warn!(code = ?status.code(), "presence update failed");
+    }
+}
+
+async fn on_connect<A: Adapter>(
+    socket: SocketRef<A>,
+    io: SocketIo<A>,
+    State(state): State<RealtimeState>,
+) {
+    let Some(me) = caller(&socket) else {
+        socket.disconnect().ok();
+        return;
+    };
+    socket.join(user_room(&me.user_id));
+
+    // Handlers first: events the client sends right after `connect` must
+    // find them registered.
+    socket.on(
+        "message:send",
+        async |socket: SocketRef<A>,
+               TryData(data): TryData<Value>,
+               ack: AckSender<A>,
+               State(state): State<RealtimeState>| {
+            if let Some(me) = caller(&socket) {
+                ack_result(ack, on_send(&state, &me, data).await);
+            }
+        },
+    );
+    for (event, read) in [("message:read", true), ("message:delivered", false)] {
+        socket.on(
+            event,
+            async move |socket: SocketRef<A>,
+                        TryData(data): TryData<Value>,
+                        ack: AckSender<A>,
+                        State(state): State<RealtimeState>| {
+                if let Some(me) = caller(&socket) {
+                    ack_result(ack, on_mark(&state, &me, data, read).await);
+                }
+            },
+        );
+    }
+    for (event, typing) in [("typing:start", true), ("typing:stop", false)] {
+        let io = io.clone();
+        socket.on(
+            event,
+            async move |socket: SocketRef<A>,
+                        TryData(data): TryData<Value>,
+                        ack: AckSender<A>,
+                        State(state): State<RealtimeState>| {
+                if let Some(me) = caller(&socket) {
+                    ack_result(ack, on_typing(&io, &state, &me, data, typing).await);
+                }
+            },
+        );
+    }
+    socket.on(
+        "sync",
+        async |socket: SocketRef<A>,
+               TryData(data): TryData<Value>,
+               ack: AckSender<A>,
+               State(state): State<RealtimeState>| {
+            if let Some(me) = caller(&socket) {
+                ack_result(ack, on_sync(&state, &me, data).await);
+            }
+        },
+    );
+    socket.on_disconnect(
+        async |socket: SocketRef<A>, State(state): State<RealtimeState>| {
+            if let Some(me) = caller(&socket) {
+                presence(&state, &me, socket.id.to_string(), false).await;
+            }
+        },
+    );
+    presence(&state, &me, socket.id.to_string(), true).await;
+}
+
+/// Registers the namespace; with a remote adapter the returned future
+/// finishes its set-up (subscriptions) and must be awaited.
+pub async fn namespace(io: &SocketIo<GatewayAdapter>) -> Result<(), String> {
+    io.ns(
+        "/",
+        on_connect::<GatewayAdapter>.with(authenticate::<GatewayAdapter>),
+    )
+    .await
+    .map_err(|error| error.to_string())
+}
+
+/// Broadcasts between replicas go through Redis pub/sub.
+pub type GatewayAdapter = socketioxide_redis::RedisAdapter<socketioxide::adapter::Emitter>;
+
+fn chat_message_json(message: proto::events::v1::ChatMessage) -> Value {
+    json!({
+        "id": message.id,
+        "conversation_id": message.conversation_id,
+        "seq": message.seq,
+        "sender_id": message.sender_id,
+        "kind": message.kind,
+        "content": message.content,
+        "attachment": message.attachment.map(|a| json!({
+            "url": a.url, "name": a.name, "size_bytes": a.size_bytes,
+            "mime_type": a.mime_type, "width": a.width, "height": a.height,
+        })),
+        "client_msg_id": message.client_msg_id,
+        "reply_to": message.reply_to,
+        "sent_at": crate::rest::time(message.sent_at.as_ref()),
+        "edited_at": crate::rest::time(message.edited_at.as_ref()),
+        "deleted": message.deleted,
+    })
+}
+
+/// What a domain event becomes for clients: (event name, payload, rooms).
+pub fn client_event(payload: EventPayload) -> Option<(&'static str, Value, Vec<String>)> {
+    let rooms = |ids: &[String]| ids.iter().map(|id| user_room(id)).collect::<Vec<_>>();
+    match payload {
+        EventPayload::MessageCreated(created) => {
+            let recipients = rooms(&created.recipient_ids);
+            Some((
+                "message:new",
+                chat_message_json(created.message?),
+                recipients,
+            ))
+        }
+        EventPayload::MessageUpdated(updated) => {
+            let recipients = rooms(&updated.recipient_ids);
+            Some((
+                "message:updated",
+                chat_message_json(updated.message?),
+                recipients,
+            ))
+        }
+        EventPayload::MessageDeleted(deleted) => Some((
+            "message:deleted",
+            json!({ "conversation_id": deleted.conversation_id, "message_id": deleted.message_id,
+                    "seq": deleted.seq, "deleted_by": deleted.deleted_by }),
+            rooms(&deleted.recipient_ids),
+        )),
+        EventPayload::ReceiptUpdated(receipt) => Some((
+            "receipt:updated",
+            json!({ "conversation_id": receipt.conversation_id, "user_id": receipt.user_id,
+                    "delivered_seq": receipt.delivered_seq, "read_seq": receipt.read_seq }),
+            rooms(&receipt.recipient_ids),
+        )),
+        EventPayload::TypingChanged(typing) => Some((
+            "typing",
+            json!({ "conversation_id": typing.conversation_id, "user_id": typing.user_id, "typing": typing.typing }),
+            rooms(&typing.recipient_ids),
+        )),
+        EventPayload::MemberAdded(added) => Some((
+            "conversation:updated",
+            json!({ "conversation_id": added.conversation_id, "change": "member_added",
+                    "user_ids": added.user_ids, "by": added.added_by }),
+            rooms(&added.recipient_ids),
+        )),
+        EventPayload::MemberRemoved(removed) => Some((
+            "conversation:updated",
+            json!({ "conversation_id": removed.conversation_id, "change": "member_removed",
+                    "user_id": removed.user_id, "by": removed.removed_by }),
+            rooms(&removed.recipient_ids),
+        )),
+        EventPayload::ConversationCreated(created) => {
+            let conversation = created.conversation?;
+            let recipients = rooms(&conversation.member_ids);
+            Some((
+                "conversation:updated",
+                json!({ "conversation_id": conversation.id, "change": "created", "kind": conversation.kind,
+                        "title": conversation.title, "by": created.created_by }),
+                recipients,
+            ))
+        }
+        EventPayload::ConversationUpdated(updated) => {
+            let conversation = updated.conversation?;
+            let recipients = rooms(&conversation.member_ids);
+            Some((
+                "conversation:updated",
+                json!({ "conversation_id": conversation.id, "change": "updated",
+                        "title": conversation.title, "by": updated.updated_by }),
+                recipients,
+            ))
+        }
+        _ => None,
+    }
+}
+
+/// Routing keys the fan-out consumer binds.
+pub const FANOUT_EVENTS: &[&str] = &[
+    "message.created",
+    "message.updated",
+    "message.deleted",
+    "receipt.updated",
+    "typing.changed",
+    "member.added",
+    "member.removed",
+    "conversation.created",
+    "conversation.updated",
+];
+
+/// Consumes domain events and emits them to the recipients' rooms.
+#[derive(Debug)]
+pub struct Fanout<A: Adapter> {
+    pub io: SocketIo<A>,
+}
+
+impl<A: Adapter> EventHandler for Fanout<A> {
+    async fn handle(&self, envelope: proto::EventEnvelope) -> Result<(), HandlerError> {
+        let Some(payload) = envelope.payload else {
+            return Ok(());
+        };
+        let Some((event, body, rooms)) = client_event(payload) else {
+            return Ok(());
+        };
+        if rooms.is_empty() {
+            return Ok(());
+        }
+        self.io
+            .to(rooms)
+            .emit(event, &body)
+            .await
+            .map_err(|error| HandlerError::Transient(format!("broadcast failed: {error}")))
+    }
+}

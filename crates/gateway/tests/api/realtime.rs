@@ -1,0 +1,59 @@
+use std::path::PathBuf;
+
+use reqwest::{Method, StatusCode};
+use serde_json::json;
+
+use crate::helpers::TestApp;
+
+fn socketio_dir() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../tests/socketio")
+}
+
+/// Runs a script of tests/socketio with the official socket.io-client.
+async fn node(script: &str, args: &[&str]) -> std::process::Output {
+    let dir = socketio_dir();
+    assert!(
+        dir.join("node_modules/socket.io-client").exists(),
+        "run `npm ci --prefix tests/socketio` (scripts/test.sh does)"
+    );
+    tokio::process::Command::new("node")
+        .arg(dir.join(script))
+        .args(args)
+        .output()
+        .await
+        .unwrap()
+}
+
+#[tokio::test]
+async fn two_users_chat_over_socketio_with_the_official_client() {
+    let app = TestApp::spawn().await;
+    let (alice, alice_token) = app.user("alice").await;
+    let (bob, bob_token) = app.user("bob").await;
+    let (status, conversation) = app
+        .call(
+            Method::POST,
+            "/api/v1/conversations/private",
+            Some(&alice_token),
+            Some(json!({ "peer_id": bob })),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    let output = node(
+        "chat-flow.mjs",
+        &[
+            &app.base,
+            &alice_token,
+            &bob_token,
+            conversation["id"].as_str().unwrap(),
+            &alice,
+        ],
+    )
+    .await;
+    assert!(
+        output.status.success(),
+        "socket.io client flow failed:\n{}\n{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    app.stop().await;
+}
