@@ -11,6 +11,8 @@ use test_kit::{SpawnedService, TestAmqp, TestMongo, TestPostgres, TestRedis};
 /// the profile in users, as in production).
 pub struct TestApp {
     pub base: String,
+    /// Further gateway replicas (Options::gateways > 1).
+    pub replicas: Vec<String>,
     pub http: reqwest::Client,
     _auth_db: TestPostgres,
     _users_db: TestPostgres,
@@ -23,6 +25,7 @@ pub struct TestApp {
 pub struct Options {
     pub max_body_bytes: usize,
     pub cors_origins: &'static str,
+    pub gateways: usize,
 }
 
 impl Default for Options {
@@ -30,6 +33,7 @@ impl Default for Options {
         Self {
             max_body_bytes: 64 * 1024,
             cors_origins: "https://app.example.com",
+            gateways: 1,
         }
     }
 }
@@ -129,29 +133,42 @@ impl TestApp {
         ] {
             amqp.track_queue(name);
         }
-        let gateway_admin = service_kit::net::bind_loopback().unwrap();
-        let config = gateway::Config::try_parse_from([
-            "gateway".to_owned(),
-            format!("--auth-grpc-url={}", auth.http_url()),
-            format!("--users-url={}", users.http_url()),
-            format!("--chat-url={}", chat.http_url()),
-            format!("--cors-origins={}", options.cors_origins),
-            format!("--redis-url={}", test_kit::redis_url()),
-            format!("--redis-key-prefix={}gateway:", redis.prefix),
-            format!("--amqp-url={}", test_kit::amqp_url()),
-            format!("--amqp-exchange={}", amqp.exchange.name),
-            format!("--fanout-queue={fanout}"),
-            format!("--max-body-bytes={}", options.max_body_bytes),
-            "--shutdown-grace=2s".to_owned(),
-        ])
-        .unwrap();
-        let gateway = SpawnedService::spawn(move |listener, shutdown| {
-            gateway::serve(config, listener, gateway_admin, shutdown)
-        })
-        .await
-        .unwrap();
+        // One or more replicas sharing Redis (the adapter) and the fan-out
+        // queue, as behind one load balancer.
+        let mut gateways = Vec::new();
+        for _ in 0..options.gateways.max(1) {
+            let gateway_admin = service_kit::net::bind_loopback().unwrap();
+            let config = gateway::Config::try_parse_from([
+                "gateway".to_owned(),
+                format!("--auth-grpc-url={}", auth.http_url()),
+                format!("--users-url={}", users.http_url()),
+                format!("--chat-url={}", chat.http_url()),
+                format!("--cors-origins={}", options.cors_origins),
+                format!("--redis-url={}", test_kit::redis_url()),
+                format!("--redis-key-prefix={}gateway:", redis.prefix),
+                format!("--amqp-url={}", test_kit::amqp_url()),
+                format!("--amqp-exchange={}", amqp.exchange.name),
+                format!("--fanout-queue={fanout}"),
+                format!("--max-body-bytes={}", options.max_body_bytes),
+                "--shutdown-grace=2s".to_owned(),
+            ])
+            .unwrap();
+            gateways.push(
+                SpawnedService::spawn(move |listener, shutdown| {
+                    gateway::serve(config, listener, gateway_admin, shutdown)
+                })
+                .await
+                .unwrap(),
+            );
+        }
+        let gateway = gateways.remove(0);
+        let replicas: Vec<String> = gateways.iter().map(SpawnedService::http_url).collect();
+        let mut services = vec![gateway];
+        services.extend(gateways);
+        services.extend([chat, users, auth]);
         let app = Self {
-            base: gateway.http_url(),
+            base: services[0].http_url(),
+            replicas,
             http: reqwest::Client::builder()
                 .timeout(Duration::from_secs(10))
                 .build()
@@ -161,7 +178,7 @@ impl TestApp {
             _redis: redis,
             _amqp: amqp,
             _mongo: mongo,
-            services: vec![gateway, chat, users, auth],
+            services,
         };
         // The gateway fetches auth's keys at start-up; wait until it serves
         // and its fan-out queue exists.

@@ -3,7 +3,7 @@ use std::path::PathBuf;
 use reqwest::{Method, StatusCode};
 use serde_json::json;
 
-use crate::helpers::TestApp;
+use crate::helpers::{Options, TestApp};
 
 fn socketio_dir() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../tests/socketio")
@@ -52,6 +52,44 @@ async fn two_users_chat_over_socketio_with_the_official_client() {
     assert!(
         output.status.success(),
         "socket.io client flow failed:\n{}\n{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn a_message_sent_through_one_replica_reaches_sockets_on_another() {
+    let app = TestApp::spawn_with(Options {
+        gateways: 2,
+        ..Options::default()
+    })
+    .await;
+    let (_, alice_token) = app.user("alice").await;
+    let (bob, bob_token) = app.user("bob").await;
+    let (status, conversation) = app
+        .call(
+            Method::POST,
+            "/api/v1/conversations/private",
+            Some(&alice_token),
+            Some(json!({ "peer_id": bob })),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    let output = node(
+        "two-replicas.mjs",
+        &[
+            &app.base,
+            &app.replicas[0],
+            &alice_token,
+            &bob_token,
+            conversation["id"].as_str().unwrap(),
+        ],
+    )
+    .await;
+    assert!(
+        output.status.success(),
+        "two-replica flow failed:\n{}\n{}",
         String::from_utf8_lossy(&output.stdout),
         String::from_utf8_lossy(&output.stderr)
     );

@@ -1,0 +1,47 @@
+// Alice on one gateway replica, Bob on another: a message Alice sends
+// through hers reaches Bob's socket on his (RabbitMQ fan-out consumed by one
+// replica, delivered through the Redis adapter). Driven by
+// crates/gateway/tests/api/realtime.rs.
+import assert from "node:assert/strict";
+import { io } from "socket.io-client";
+
+const [urlA, urlB, tokenA, tokenB, conversationId] = process.argv.slice(2);
+
+function connect(url, token) {
+  return new Promise((resolve, reject) => {
+    const socket = io(url, { auth: { token }, transports: ["websocket"], reconnection: false });
+    socket.once("connect", () => resolve(socket));
+    socket.once("connect_error", reject);
+  });
+}
+
+function next(socket, event, ms = 5000) {
+  return new Promise((resolve, reject) => {
+    const timer = setTimeout(() => reject(new Error(`no ${event} within ${ms} ms`)), ms);
+    socket.once(event, (data) => {
+      clearTimeout(timer);
+      resolve(data);
+    });
+  });
+}
+
+const alice = await connect(urlA, tokenA);
+const bob = await connect(urlB, tokenB);
+const alsoAlice = await connect(urlB, tokenA); // Alice's second device
+
+for (let i = 1; i <= 5; i++) {
+  const toBob = next(bob, "message:new");
+  const toHerOtherDevice = next(alsoAlice, "message:new");
+  const sent = await alice.emitWithAck("message:send", { conversation_id: conversationId, content: `across replicas ${i}` });
+  assert.equal(sent.ok, true, JSON.stringify(sent));
+  const [got, echoed] = await Promise.all([toBob, toHerOtherDevice]);
+  assert.equal(got.id, sent.data.id);
+  assert.equal(echoed.id, sent.data.id);
+}
+// Typing crosses replicas too.
+const typing = next(alice, "typing");
+assert.equal((await bob.emitWithAck("typing:start", { conversation_id: conversationId })).ok, true);
+assert.equal((await typing).typing, true);
+
+for (const socket of [alice, bob, alsoAlice]) socket.disconnect();
+console.log("two replicas ok");
