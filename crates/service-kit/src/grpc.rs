@@ -380,10 +380,15 @@ impl Default for ClientConfig {
 }
 
 /// Failures that say the downstream (not the request) is in trouble.
+/// `Cancelled` is one: our calls are never cancelled by us (deadlines come
+/// back as `DeadlineExceeded`), so it means the connection was dropped.
 fn is_availability_failure(status: &tonic::Status) -> bool {
     matches!(
         status.code(),
-        tonic::Code::Unavailable | tonic::Code::DeadlineExceeded | tonic::Code::Unknown
+        tonic::Code::Unavailable
+            | tonic::Code::DeadlineExceeded
+            | tonic::Code::Unknown
+            | tonic::Code::Cancelled
     )
 }
 

@@ -4,13 +4,17 @@ use clap::Parser as _;
 use reqwest::{Method, StatusCode};
 use secrecy::ExposeSecret as _;
 use serde_json::{Value, json};
-use test_kit::{SpawnedService, TestAmqp, TestMongo, TestPostgres, TestRedis};
+use test_kit::{SpawnedService, TcpProxy, TestAmqp, TestMongo, TestPostgres, TestRedis};
 
 /// The gateway in front of the real auth, users and chat services, on
 /// fresh stores, sharing one test exchange (auth's `user.registered` creates
 /// the profile in users, as in production).
 pub struct TestApp {
     pub base: String,
+    /// The first gateway's admin port (`/readyz`).
+    pub admin: std::net::SocketAddr,
+    /// Between the gateway and chat, when asked for.
+    pub chat_proxy: Option<TcpProxy>,
     /// Further gateway replicas (Options::gateways > 1).
     pub replicas: Vec<String>,
     pub http: reqwest::Client,
@@ -26,6 +30,8 @@ pub struct Options {
     pub max_body_bytes: usize,
     pub cors_origins: &'static str,
     pub gateways: usize,
+    /// Put a cuttable proxy between the gateway and chat.
+    pub chat_proxy: bool,
 }
 
 impl Default for Options {
@@ -34,6 +40,7 @@ impl Default for Options {
             max_body_bytes: 64 * 1024,
             cors_origins: "https://app.example.com",
             gateways: 1,
+            chat_proxy: false,
         }
     }
 }
@@ -135,14 +142,25 @@ impl TestApp {
         }
         // One or more replicas sharing Redis (the adapter) and the fan-out
         // queue, as behind one load balancer.
+        let chat_proxy = if options.chat_proxy {
+            Some(TcpProxy::start(chat.addr).await.unwrap())
+        } else {
+            None
+        };
+        let chat_url = chat_proxy.as_ref().map_or_else(
+            || chat.http_url(),
+            |proxy| format!("http://{}", proxy.addr()),
+        );
         let mut gateways = Vec::new();
+        let mut admins = Vec::new();
         for _ in 0..options.gateways.max(1) {
             let gateway_admin = service_kit::net::bind_loopback().unwrap();
+            admins.push(gateway_admin.local_addr().unwrap());
             let config = gateway::Config::try_parse_from([
                 "gateway".to_owned(),
                 format!("--auth-grpc-url={}", auth.http_url()),
                 format!("--users-url={}", users.http_url()),
-                format!("--chat-url={}", chat.http_url()),
+                format!("--chat-url={chat_url}"),
                 format!("--cors-origins={}", options.cors_origins),
                 format!("--redis-url={}", test_kit::redis_url()),
                 format!("--redis-key-prefix={}gateway:", redis.prefix),
@@ -167,6 +185,8 @@ impl TestApp {
         services.extend(gateways);
         services.extend([chat, users, auth]);
         let app = Self {
+            admin: admins[0],
+            chat_proxy,
             base: services[0].http_url(),
             replicas,
             http: reqwest::Client::builder()

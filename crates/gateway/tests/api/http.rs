@@ -204,3 +204,73 @@ async fn request_ids_and_cors() {
     );
     app.stop().await;
 }
+
+/// Chat goes away: calls that need it answer 503 (fast once the circuit
+/// opens, with Retry-After), readiness says so, and both recover.
+#[tokio::test]
+async fn a_downstream_outage_gives_503_and_recovers() {
+    let app = TestApp::spawn_with(Options {
+        chat_proxy: true,
+        ..Options::default()
+    })
+    .await;
+    let (_, token) = app.user("alice").await;
+    let list = || app.call(Method::GET, "/api/v1/conversations", Some(&token), None);
+    let ready = || async {
+        reqwest::get(format!("http://{}/readyz", app.admin))
+            .await
+            .unwrap()
+            .status()
+    };
+    assert_eq!(list().await.0, StatusCode::OK);
+    assert_eq!(ready().await, StatusCode::OK);
+
+    app.chat_proxy.as_ref().unwrap().cut();
+    let mut open_circuit = None;
+    for _ in 0..10 {
+        let response = app
+            .http
+            .get(app.url("/api/v1/conversations"))
+            .bearer_auth(&token)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), StatusCode::SERVICE_UNAVAILABLE);
+        let has_retry = response.headers().get("retry-after").cloned();
+        let text = response.text().await.unwrap();
+        if let Some(after) = has_retry {
+            open_circuit = Some(after.to_str().unwrap().to_owned());
+            let body: Value = serde_json::from_str(&text).unwrap();
+            assert_eq!(body["code"], "UNAVAILABLE");
+            assert!(body["message"].as_str().unwrap().contains("chat"), "{body}");
+            break;
+        }
+    }
+    assert!(
+        open_circuit.is_some(),
+        "the breaker opens and says when to retry"
+    );
+    assert_eq!(ready().await, StatusCode::SERVICE_UNAVAILABLE);
+    // Routes that do not need chat keep working.
+    assert_eq!(
+        app.call(Method::GET, "/api/v1/users/me", Some(&token), None)
+            .await
+            .0,
+        StatusCode::OK
+    );
+
+    app.chat_proxy.as_ref().unwrap().restore();
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(20);
+    while list().await.0 != StatusCode::OK {
+        assert!(tokio::time::Instant::now() < deadline, "never recovered");
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    }
+    while ready().await != StatusCode::OK {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "readiness never recovered"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    }
+    app.stop().await;
+}
