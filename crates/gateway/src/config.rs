@@ -4,6 +4,8 @@ use std::net::SocketAddr;
 
 use service_kit::config::{AdminArgs, AmqpArgs, RedisArgs, TelemetryArgs, TokenArgs};
 
+use crate::rate_limit::Limit;
+
 #[derive(Debug, Clone, clap::Parser)]
 #[command(name = "gateway", about = "REST and Socket.IO entry point")]
 pub struct Config {
@@ -36,6 +38,15 @@ pub struct Config {
     /// Origins allowed by CORS, comma-separated (`*` for any; empty for none).
     #[arg(long, env = "CORS_ORIGINS", default_value = "", value_delimiter = ',')]
     pub cors_origins: Vec<String>,
+    /// Registration, login and refresh per client IP (BURST/PERIOD).
+    #[arg(long, env = "AUTH_RATE_LIMIT", default_value = "20/1m")]
+    pub auth_rate_limit: Limit,
+    /// Messages sent per user, REST and Socket.IO together.
+    #[arg(long, env = "SEND_RATE_LIMIT", default_value = "30/10s")]
+    pub send_rate_limit: Limit,
+    /// Typing notifications per user.
+    #[arg(long, env = "TYPING_RATE_LIMIT", default_value = "10/10s")]
+    pub typing_rate_limit: Limit,
     /// Largest request body accepted, in bytes.
     #[arg(long, env = "MAX_BODY_BYTES", default_value_t = 64 * 1024)]
     pub max_body_bytes: usize,

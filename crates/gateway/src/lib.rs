@@ -5,6 +5,7 @@
 
 pub mod config;
 pub mod extract;
+pub mod rate_limit;
 pub mod realtime;
 pub mod rest;
 pub mod state;
@@ -32,7 +33,7 @@ use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa_swagger_ui::SwaggerUi;
 
 pub use config::Config;
-use state::{AppState, Services};
+use state::{AppState, Limits, Services};
 
 #[derive(Debug, OpenApi)]
 #[openapi(
@@ -175,6 +176,17 @@ pub async fn serve(
         users: Downstream::connect_lazy("users", &config.users_url, ClientConfig::default())?,
         chat: Downstream::connect_lazy("chat", &config.chat_url, ClientConfig::default())?,
         verifier,
+        limiter: rate_limit::RateLimiter::new(
+            service_kit::stores::redis(&config.redis)
+                .await
+                .context("connecting to Redis")?,
+            config.redis.key_prefix.clone(),
+        ),
+        limits: Limits {
+            auth: config.auth_rate_limit,
+            send: config.send_rate_limit,
+            typing: config.typing_rate_limit,
+        },
     };
     let readiness = Readiness::default();
     let mut registry = Registry::with_prefix("gateway");
@@ -237,10 +249,13 @@ pub async fn serve(
         &shutdown,
     );
     tracing::info!(addr = ?http_listener.local_addr().ok(), "gateway serving HTTP");
-    axum::serve(http_listener, app)
-        .with_graceful_shutdown(shutdown.cancelled())
-        .await
-        .context("HTTP server")?;
+    axum::serve(
+        http_listener,
+        app.into_make_service_with_connect_info::<std::net::SocketAddr>(),
+    )
+    .with_graceful_shutdown(shutdown.cancelled())
+    .await
+    .context("HTTP server")?;
     io.close().await;
     shutdown.drain(config.admin.shutdown_grace).await;
     broker.close().await;

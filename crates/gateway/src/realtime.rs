@@ -53,6 +53,9 @@ struct ClientError {
     message: String,
     #[serde(skip_serializing_if = "Option::is_none")]
     field: Option<String>,
+    /// For RATE_LIMITED and UNAVAILABLE: when to try again.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    retry_after_ms: Option<u64>,
 }
 
 impl From<ApiError> for ClientError {
@@ -61,6 +64,9 @@ impl From<ApiError> for ClientError {
             code: error.code,
             message: error.message,
             field: error.field,
+            retry_after_ms: error
+                .retry_after
+                .map(|after| u64::try_from(after.as_millis()).unwrap_or(u64::MAX)),
         }
     }
 }
@@ -170,6 +176,11 @@ async fn on_send(
     caller: &Caller,
     data: Result<Value, impl std::fmt::Display>,
 ) -> Result<Value, ApiError> {
+    state
+        .app
+        .limiter
+        .check("send", &caller.user_id, state.app.limits.send)
+        .await?;
     let event: SendEvent = parse(data)?;
     let request = send_request(event.conversation_id, event.message)?;
     let kind = if request.client_msg_id.is_empty() {
@@ -229,6 +240,11 @@ async fn on_typing<A: Adapter>(
     data: Result<Value, impl std::fmt::Display>,
     typing: bool,
 ) -> Result<Value, ApiError> {
+    state
+        .app
+        .limiter
+        .check("typing", &caller.user_id, state.app.limits.typing)
+        .await?;
     let event: TypingEvent = parse(data)?;
     let request = chat_grpc::GetConversationRequest {
         conversation_id: event.conversation_id.clone(),

@@ -5,6 +5,8 @@ use std::sync::Arc;
 use service_kit::grpc::Downstream;
 use service_kit::token::TokenVerifier;
 
+use crate::rate_limit::{Limit, RateLimiter};
+
 #[derive(Debug, Clone)]
 pub struct AppState {
     inner: Arc<Services>,
@@ -16,6 +18,15 @@ pub struct Services {
     pub users: Downstream,
     pub chat: Downstream,
     pub verifier: TokenVerifier,
+    pub limiter: RateLimiter,
+    pub limits: Limits,
+}
+
+#[derive(Debug, Clone, Copy)]
+pub struct Limits {
+    pub auth: Limit,
+    pub send: Limit,
+    pub typing: Limit,
 }
 
 impl AppState {

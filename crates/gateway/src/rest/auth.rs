@@ -3,7 +3,7 @@
 //! agent and address so sessions can be listed with them.
 
 use axum::Router;
-use axum::extract::{Path, State};
+use axum::extract::{ConnectInfo, Path, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::routing::{delete, get, post};
 use chrono::{DateTime, Utc};
@@ -61,6 +61,30 @@ fn client_info(headers: &HeaderMap, device_name: Option<String>) -> ClientInfo {
         ip,
         device_name: device_name.unwrap_or_default(),
     }
+}
+
+/// The client's address: the first `X-Forwarded-For` hop (set by the
+/// ingress), else the peer.
+fn client_ip(headers: &HeaderMap, peer: std::net::SocketAddr) -> String {
+    headers
+        .get("x-forwarded-for")
+        .and_then(|value| value.to_str().ok())
+        .and_then(|value| value.split(',').next())
+        .map(str::trim)
+        .filter(|ip| !ip.is_empty())
+        .map_or_else(|| peer.ip().to_string(), str::to_owned)
+}
+
+/// Brute-force guard on the unauthenticated auth endpoints, per client IP.
+async fn limit_by_ip(
+    state: &AppState,
+    headers: &HeaderMap,
+    peer: std::net::SocketAddr,
+) -> Result<(), ApiError> {
+    state
+        .limiter
+        .check("auth", &client_ip(headers, peer), state.limits.auth)
+        .await
 }
 
 fn downstream_error(status: &tonic::Status) -> ApiError {
@@ -166,9 +190,11 @@ pub struct Revoked {
         (status = 409, description = "username or email taken (the field is named)", body = crate::rest::ErrorResponse)))]
 pub async fn register(
     State(state): State<AppState>,
+    ConnectInfo(peer): ConnectInfo<std::net::SocketAddr>,
     headers: HeaderMap,
     Json(input): Json<RegisterRequest>,
 ) -> Result<(StatusCode, Json<Registered>), ApiError> {
+    limit_by_ip(&state, &headers, peer).await?;
     let request = GrpcRegister {
         username: input.username,
         email: input.email,
@@ -206,12 +232,15 @@ pub async fn register(
 #[utoipa::path(post, path = "/api/v1/auth/login", tag = "auth",
     request_body = LoginRequest,
     responses((status = 200, body = TokenPair),
-        (status = 401, description = "wrong login or password (the same answer for both)", body = crate::rest::ErrorResponse)))]
+        (status = 401, description = "wrong login or password (the same answer for both)", body = crate::rest::ErrorResponse),
+        (status = 429, description = "too many attempts from this address; see Retry-After", body = crate::rest::ErrorResponse)))]
 pub async fn login(
     State(state): State<AppState>,
+    ConnectInfo(peer): ConnectInfo<std::net::SocketAddr>,
     headers: HeaderMap,
     Json(input): Json<LoginRequest>,
 ) -> Result<Json<TokenPair>, ApiError> {
+    limit_by_ip(&state, &headers, peer).await?;
     let request = GrpcLogin {
         login: input.login,
         password: input.password,
@@ -237,9 +266,11 @@ pub async fn login(
     responses((status = 200, body = TokenPair), (status = 401, body = crate::rest::ErrorResponse)))]
 pub async fn refresh(
     State(state): State<AppState>,
+    ConnectInfo(peer): ConnectInfo<std::net::SocketAddr>,
     headers: HeaderMap,
     Json(input): Json<RefreshRequest>,
 ) -> Result<Json<TokenPair>, ApiError> {
+    limit_by_ip(&state, &headers, peer).await?;
     let request = GrpcRefresh {
         refresh_token: input.refresh_token,
         client: Some(client_info(&headers, None)),

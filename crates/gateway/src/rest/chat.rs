@@ -516,13 +516,18 @@ pub fn send_request(
 /// Send a message. Stored before this answers; idempotent by `client_msg_id`.
 #[utoipa::path(post, path = "/api/v1/conversations/{id}/messages", tag = "chat", security(("bearer" = [])),
     params(("id" = String, Path)), request_body = SendMessage,
-    responses((status = 201, body = Message), (status = 400, body = ErrorResponse), (status = 403, body = ErrorResponse)))]
+    responses((status = 201, body = Message), (status = 400, body = ErrorResponse), (status = 403, body = ErrorResponse),
+        (status = 429, description = "sending too fast; see Retry-After", body = ErrorResponse)))]
 pub async fn send(
     State(state): State<AppState>,
     caller: Caller,
     Path(id): Path<String>,
     Json(input): Json<SendMessage>,
 ) -> Result<(StatusCode, Json<Message>), ApiError> {
+    state
+        .limiter
+        .check("send", &caller.user_id, state.limits.send)
+        .await?;
     let request = send_request(id, input)?;
     // Retried only with a client id: then a duplicate cannot happen.
     let kind = if request.client_msg_id.is_empty() {

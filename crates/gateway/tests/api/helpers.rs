@@ -32,6 +32,8 @@ pub struct Options {
     pub gateways: usize,
     /// Put a cuttable proxy between the gateway and chat.
     pub chat_proxy: bool,
+    pub auth_rate_limit: &'static str,
+    pub send_rate_limit: &'static str,
 }
 
 impl Default for Options {
@@ -41,6 +43,8 @@ impl Default for Options {
             cors_origins: "https://app.example.com",
             gateways: 1,
             chat_proxy: false,
+            auth_rate_limit: "1000/1m",
+            send_rate_limit: "1000/1m",
         }
     }
 }
@@ -168,6 +172,8 @@ impl TestApp {
                 format!("--amqp-exchange={}", amqp.exchange.name),
                 format!("--fanout-queue={fanout}"),
                 format!("--max-body-bytes={}", options.max_body_bytes),
+                format!("--auth-rate-limit={}", options.auth_rate_limit),
+                format!("--send-rate-limit={}", options.send_rate_limit),
                 "--shutdown-grace=2s".to_owned(),
             ])
             .unwrap();

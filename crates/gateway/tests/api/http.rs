@@ -274,3 +274,109 @@ async fn a_downstream_outage_gives_503_and_recovers() {
     }
     app.stop().await;
 }
+
+/// Login attempts per client address and sends per user are limited (state
+/// in Redis, shared by replicas): 429 with Retry-After, then allowed again.
+#[tokio::test]
+async fn rate_limits_trigger_and_recover() {
+    let app = TestApp::spawn_with(Options {
+        auth_rate_limit: "4/2s",
+        send_rate_limit: "3/1s",
+        ..Options::default()
+    })
+    .await;
+    let pair = app.signed_in("mallory").await;
+    let attempt = |ip: &'static str| {
+        app.http
+            .post(app.url("/api/v1/auth/login"))
+            .header("x-forwarded-for", ip)
+            .json(&json!({ "login": "mallory", "password": "guess guess guess" }))
+            .send()
+    };
+    let mut statuses = Vec::new();
+    for _ in 0..4 {
+        statuses.push(attempt("203.0.113.7").await.unwrap().status());
+    }
+    assert_eq!(statuses, [StatusCode::UNAUTHORIZED; 4], "the burst of 4");
+    let limited = attempt("203.0.113.7").await.unwrap();
+    assert_eq!(limited.status(), StatusCode::TOO_MANY_REQUESTS);
+    let wait: u64 = limited.headers()["retry-after"]
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!((1..=2).contains(&wait), "Retry-After {wait}");
+    let body: Value = limited.json().await.unwrap();
+    assert_eq!(body["code"], "RATE_LIMITED");
+    // Another address has its own budget.
+    assert_eq!(
+        attempt("198.51.100.2").await.unwrap().status(),
+        StatusCode::UNAUTHORIZED
+    );
+    tokio::time::sleep(std::time::Duration::from_millis(700)).await;
+    assert_eq!(
+        attempt("203.0.113.7").await.unwrap().status(),
+        StatusCode::UNAUTHORIZED,
+        "recovered"
+    );
+
+    // Sends per user.
+    let token = pair["access_token"].as_str().unwrap();
+    let (bob, bob_token) = app.user("bob").await;
+    let (status, conversation) = app
+        .call(
+            Method::POST,
+            "/api/v1/conversations/private",
+            Some(token),
+            Some(json!({ "peer_id": bob })),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{conversation}");
+    let path = format!(
+        "/api/v1/conversations/{}/messages",
+        conversation["id"].as_str().unwrap()
+    );
+    for i in 0..3 {
+        let (status, _) = app
+            .call(
+                Method::POST,
+                &path,
+                Some(token),
+                Some(json!({ "content": format!("m{i}") })),
+            )
+            .await;
+        assert_eq!(status, StatusCode::CREATED);
+    }
+    let (status, error) = app
+        .call(
+            Method::POST,
+            &path,
+            Some(token),
+            Some(json!({ "content": "too fast" })),
+        )
+        .await;
+    assert_eq!(
+        (status, error["code"].as_str()),
+        (StatusCode::TOO_MANY_REQUESTS, Some("RATE_LIMITED"))
+    );
+    let (status, _) = app
+        .call(
+            Method::POST,
+            &path,
+            Some(&bob_token),
+            Some(json!({ "content": "bob is fine" })),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "the limit is per user");
+    tokio::time::sleep(std::time::Duration::from_millis(400)).await;
+    let (status, _) = app
+        .call(
+            Method::POST,
+            &path,
+            Some(token),
+            Some(json!({ "content": "again" })),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "recovered");
+    app.stop().await;
+}
