@@ -15,7 +15,7 @@ use proto::auth::v1::{
     User,
 };
 use proto::events::v1::UserRegistered;
-use secrecy::{ExposeSecret as _, SecretString};
+use secrecy::SecretString;
 use service_kit::pg_outbox::OutboxRelay;
 use service_kit::token::{AccessClaims, KeySet, TokenSigner, TokenSubject, TokenVerifier};
 use service_kit::{ApiError, events};
@@ -126,10 +126,6 @@ fn device_of<T>(request: &Request<T>, client: Option<&ClientInfo>) -> Device {
 }
 
 /// Constant-time comparison for the service credential.
-fn same_secret(a: &[u8], b: &[u8]) -> bool {
-    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
-}
-
 impl AuthApi {
     pub fn new(state: AuthState) -> Self {
         Self {
@@ -340,15 +336,10 @@ impl AuthApi {
         &self,
         request: Request<ProvisionBotRequest>,
     ) -> Result<ProvisionBotResponse, AuthError> {
-        let presented = request
-            .metadata()
-            .get("x-service-token")
-            .and_then(|value| value.to_str().ok())
-            .unwrap_or_default();
-        let authorized = self.state.service_token.as_ref().is_some_and(|expected| {
-            same_secret(expected.expose_secret().as_bytes(), presented.as_bytes())
-        });
-        if !authorized {
+        if !service_kit::token::has_service_credential(
+            request.metadata(),
+            self.state.service_token.as_ref(),
+        ) {
             return Err(AuthError::ServiceCredential);
         }
         let input = request.into_inner();

@@ -2,7 +2,12 @@
 
 use std::net::SocketAddr;
 
-use service_kit::config::{AdminArgs, AmqpArgs, RedisArgs, TelemetryArgs, TokenArgs};
+use std::time::Duration;
+
+use secrecy::SecretString;
+use service_kit::config::{
+    AdminArgs, AmqpArgs, RedisArgs, TelemetryArgs, TokenArgs, parse_duration, parse_secret,
+};
 
 use crate::rate_limit::Limit;
 
@@ -29,6 +34,15 @@ pub struct Config {
     /// Queue the replicas share (competing consumers) for events to fan out.
     #[arg(long, env = "FANOUT_QUEUE", default_value = "gateway.fanout")]
     pub fanout_queue: String,
+    /// Credential for reporting presence to users on behalf of connected
+    /// sockets (`USERS_SERVICE_TOKEN` there). Unset: presence is reported
+    /// with each user's own token, which stops working when it expires.
+    #[arg(long, env = "USERS_SERVICE_TOKEN", value_parser = parse_secret)]
+    pub users_service_token: Option<SecretString>,
+    /// How often connected sockets renew their user's presence (keep it well
+    /// under users' PRESENCE_TTL).
+    #[arg(long, env = "PRESENCE_HEARTBEAT", default_value = "20s", value_parser = parse_duration)]
+    pub presence_heartbeat: Duration,
     /// The users service.
     #[arg(long, env = "USERS_GRPC_URL", default_value = "http://users:50052")]
     pub users_url: String,

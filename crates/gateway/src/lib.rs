@@ -210,19 +210,30 @@ pub async fn serve(
     )
     .await
     .context("connecting the Socket.IO Redis adapter")?;
+    let realtime_state = realtime::RealtimeState {
+        app: state.clone(),
+        instance: std::env::var("HOSTNAME")
+            .unwrap_or_else(|_| uuid::Uuid::new_v4().to_string())
+            .into(),
+        service_token: config
+            .users_service_token
+            .as_ref()
+            .map(|token| token.expose_secret().into()),
+    };
     let (socket_layer, io) = SocketIo::builder()
-        .with_state(realtime::RealtimeState {
-            app: state.clone(),
-            instance: std::env::var("HOSTNAME")
-                .unwrap_or_else(|_| uuid::Uuid::new_v4().to_string())
-                .into(),
-        })
+        .with_state(realtime_state.clone())
         .with_adapter::<realtime::GatewayAdapter>(adapter)
         .build_layer();
     realtime::namespace(&io)
         .await
         .map_err(|error| anyhow::anyhow!("Socket.IO namespace: {error}"))?;
 
+    shutdown.spawn(realtime::heartbeat(
+        io.clone(),
+        realtime_state,
+        config.presence_heartbeat,
+        shutdown.clone(),
+    ));
     let broker = Broker::new(config.amqp.url.clone(), "gateway");
     {
         let broker = broker.clone();

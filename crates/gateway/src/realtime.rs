@@ -38,6 +38,8 @@ pub struct RealtimeState {
     pub app: AppState,
     /// Names this process in device ids (`<gateway>/<socket id>`).
     pub instance: Arc<str>,
+    /// users' service credential, if configured.
+    pub service_token: Option<Arc<str>>,
 }
 
 #[derive(Debug, Deserialize, Default)]
@@ -316,29 +318,86 @@ async fn on_sync(
     Ok(json!({ "conversations": conversations }))
 }
 
-async fn presence(state: &RealtimeState, caller: &Caller, socket_id: String, connected: bool) {
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum PresenceCall {
+    Connected,
+    Heartbeat,
+    Disconnected,
+}
+
+/// Reports one socket's presence to users: with the service credential
+/// when configured (sockets outlive access tokens), else the user's token.
+async fn presence(state: &RealtimeState, caller: &Caller, socket_id: String, call: PresenceCall) {
+    let service_token = state
+        .service_token
+        .as_deref()
+        .and_then(|token| tonic::metadata::MetadataValue::try_from(token).ok());
     let request = DevicePresenceRequest {
         device_id: format!("{}/{socket_id}", state.instance),
+        user_id: if service_token.is_some() {
+            caller.user_id.clone()
+        } else {
+            String::new()
+        },
+    };
+    let bearer = if service_token.is_some() {
+        None
+    } else {
+        Some(caller.token.as_str())
     };
     let result = state
         .app
         .users
         .call(
             CallKind::Idempotent,
-            Some(&caller.token),
+            bearer,
             request,
-            |channel, request| async move {
-                let mut users = UsersServiceClient::new(channel);
-                if connected {
-                    users.device_connected(request).await
-                } else {
-                    users.device_disconnected(request).await
+            |channel, mut request| {
+                if let Some(token) = &service_token {
+                    request
+                        .metadata_mut()
+                        .insert(service_kit::token::SERVICE_TOKEN_HEADER, token.clone());
+                }
+                async move {
+                    let mut users = UsersServiceClient::new(channel);
+                    match call {
+                        PresenceCall::Connected => users.device_connected(request).await,
+                        PresenceCall::Heartbeat => users.device_heartbeat(request).await,
+                        PresenceCall::Disconnected => users.device_disconnected(request).await,
+                    }
                 }
             },
         )
         .await;
     if let Err(status) = result {
-        tracing::warn!(code = ?status.code(), "presence update failed");
+        tracing::warn!(code = ?status.code(), ?call, "presence update failed");
+    }
+}
+
+/// Renews the presence of every socket connected to this replica.
+pub async fn heartbeat(
+    io: SocketIo<GatewayAdapter>,
+    state: RealtimeState,
+    every: std::time::Duration,
+    shutdown: service_kit::Shutdown,
+) {
+    use futures::StreamExt as _;
+    loop {
+        tokio::select! {
+            () = tokio::time::sleep(every) => {}
+            () = shutdown.cancelled() => return,
+        }
+        let sockets: Vec<(Caller, String)> = io
+            .sockets()
+            .into_iter()
+            .filter_map(|socket| caller(&socket).map(|me| (me, socket.id.to_string())))
+            .collect();
+        futures::stream::iter(sockets)
+            .for_each_concurrent(32, |(me, id)| {
+                let state = &state;
+                async move { presence(state, &me, id, PresenceCall::Heartbeat).await }
+            })
+            .await;
     }
 }
 
@@ -407,11 +466,17 @@ async fn on_connect<A: Adapter>(
     socket.on_disconnect(
         async |socket: SocketRef<A>, State(state): State<RealtimeState>| {
             if let Some(me) = caller(&socket) {
-                presence(&state, &me, socket.id.to_string(), false).await;
+                presence(
+                    &state,
+                    &me,
+                    socket.id.to_string(),
+                    PresenceCall::Disconnected,
+                )
+                .await;
             }
         },
     );
-    presence(&state, &me, socket.id.to_string(), true).await;
+    presence(&state, &me, socket.id.to_string(), PresenceCall::Connected).await;
 }
 
 /// Registers the namespace; with a remote adapter the returned future

@@ -383,6 +383,33 @@ pub fn bearer_token(value: &str) -> Option<&str> {
     (scheme.eq_ignore_ascii_case("bearer") && !token.is_empty()).then_some(token)
 }
 
+/// Metadata key a service presents its shared credential under.
+pub const SERVICE_TOKEN_HEADER: &str = "x-service-token";
+
+/// Whether `metadata` carries the service credential `expected` (compared
+/// in constant time). False when no credential is configured.
+pub fn has_service_credential(
+    metadata: &tonic::metadata::MetadataMap,
+    expected: Option<&secrecy::SecretString>,
+) -> bool {
+    use secrecy::ExposeSecret as _;
+    let presented = metadata
+        .get(SERVICE_TOKEN_HEADER)
+        .and_then(|value| value.to_str().ok())
+        .unwrap_or_default()
+        .as_bytes();
+    expected.is_some_and(|expected| {
+        let expected = expected.expose_secret().as_bytes();
+        !expected.is_empty()
+            && expected.len() == presented.len()
+            && expected
+                .iter()
+                .zip(presented)
+                .fold(0u8, |acc, (x, y)| acc | (x ^ y))
+                == 0
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -3,8 +3,10 @@
 use std::net::SocketAddr;
 use std::time::Duration;
 
+use secrecy::SecretString;
 use service_kit::config::{
     AdminArgs, AmqpArgs, PostgresArgs, RedisArgs, TelemetryArgs, TokenArgs, parse_duration,
+    parse_secret,
 };
 
 #[derive(Debug, Clone, clap::Parser)]
@@ -34,6 +36,10 @@ pub struct Config {
     /// How often expired devices are swept (and offline transitions published).
     #[arg(long, env = "PRESENCE_SWEEP_INTERVAL", default_value = "5s", value_parser = parse_duration)]
     pub presence_sweep_interval: Duration,
+    /// Credential services present (`x-service-token`) to report presence
+    /// for a user (the gateway's heartbeats). Unset: only users themselves.
+    #[arg(long, env = "USERS_SERVICE_TOKEN", value_parser = parse_secret)]
+    pub service_token: Option<SecretString>,
     /// Queue this service consumes `user.registered` from.
     #[arg(long, env = "USERS_QUEUE", default_value = "users.user-registered")]
     pub queue: String,

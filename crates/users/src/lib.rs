@@ -135,6 +135,7 @@ pub async fn serve(
         verifier,
         publisher,
         relay,
+        service_token: config.service_token.clone(),
     });
     let admin_task = admin::spawn(
         admin_listener,

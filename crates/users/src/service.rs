@@ -42,6 +42,7 @@ pub struct UsersState {
     pub verifier: TokenVerifier,
     pub publisher: Arc<EventPublisher>,
     pub relay: OutboxRelay,
+    pub service_token: Option<secrecy::SecretString>,
 }
 
 #[derive(Debug, Clone)]
@@ -367,6 +368,23 @@ impl UsersApi {
             .collect())
     }
 
+    /// Whose device a presence call is about: the caller's own, or, for a
+    /// service presenting the service credential, the named user's.
+    fn device_owner(&self, request: &Request<DevicePresenceRequest>) -> Result<Uuid, UsersError> {
+        let named = &request.get_ref().user_id;
+        if service_kit::token::has_service_credential(
+            request.metadata(),
+            self.state.service_token.as_ref(),
+        ) {
+            return Ok(parse_id(named, "user_id")?);
+        }
+        let caller = self.caller(request)?;
+        if !named.is_empty() && parse_id(named, "user_id")? != caller {
+            return Err(ApiError::permission_denied("user_id must be the caller").into());
+        }
+        Ok(caller)
+    }
+
     fn device_id(raw: &str) -> Result<String, ApiError> {
         let device = raw.trim();
         if device.is_empty() || device.len() > 128 {
@@ -611,7 +629,7 @@ impl UsersService for UsersApi {
     ) -> Result<Response<PresenceAck>, Status> {
         respond(
             async {
-                let caller = self.caller(&request)?;
+                let caller = self.device_owner(&request)?;
                 let device = Self::device_id(&request.get_ref().device_id)?;
                 if let Some(transition) = self.state.presence.touch(caller, &device).await? {
                     self.publish_transition(transition).await;
@@ -635,7 +653,7 @@ impl UsersService for UsersApi {
     ) -> Result<Response<PresenceAck>, Status> {
         respond(
             async {
-                let caller = self.caller(&request)?;
+                let caller = self.device_owner(&request)?;
                 let device = Self::device_id(&request.get_ref().device_id)?;
                 let transition = self.state.presence.leave(caller, &device).await?;
                 let online = transition.is_none()

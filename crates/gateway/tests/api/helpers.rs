@@ -26,6 +26,9 @@ pub struct TestApp {
     services: Vec<SpawnedService>,
 }
 
+/// The credential gateway and users share in these tests.
+const SERVICE_TOKEN: &str = "gateway-test-service-credential";
+
 pub struct Options {
     pub max_body_bytes: usize,
     pub cors_origins: &'static str,
@@ -34,6 +37,9 @@ pub struct Options {
     pub chat_proxy: bool,
     pub auth_rate_limit: &'static str,
     pub send_rate_limit: &'static str,
+    /// users' PRESENCE_TTL, and how often the gateway renews it.
+    pub presence_ttl: &'static str,
+    pub presence_heartbeat: &'static str,
 }
 
 impl Default for Options {
@@ -45,6 +51,8 @@ impl Default for Options {
             chat_proxy: false,
             auth_rate_limit: "1000/1m",
             send_rate_limit: "1000/1m",
+            presence_ttl: "60s",
+            presence_heartbeat: "20s",
         }
     }
 }
@@ -101,6 +109,9 @@ impl TestApp {
             format!("--amqp-exchange={}", amqp.exchange.name),
             jwks_from_auth.clone(),
             format!("--queue={queue}"),
+            format!("--presence-ttl={}", options.presence_ttl),
+            "--presence-sweep-interval=100ms".to_owned(),
+            format!("--service-token={SERVICE_TOKEN}"),
             "--shutdown-grace=2s".to_owned(),
         ])
         .unwrap();
@@ -174,6 +185,8 @@ impl TestApp {
                 format!("--max-body-bytes={}", options.max_body_bytes),
                 format!("--auth-rate-limit={}", options.auth_rate_limit),
                 format!("--send-rate-limit={}", options.send_rate_limit),
+                format!("--users-service-token={SERVICE_TOKEN}"),
+                format!("--presence-heartbeat={}", options.presence_heartbeat),
                 "--shutdown-grace=2s".to_owned(),
             ])
             .unwrap();

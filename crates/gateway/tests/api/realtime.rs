@@ -95,3 +95,27 @@ async fn a_message_sent_through_one_replica_reaches_sockets_on_another() {
     );
     app.stop().await;
 }
+
+#[tokio::test]
+async fn connected_sockets_keep_their_user_online_past_the_presence_ttl() {
+    let app = TestApp::spawn_with(Options {
+        presence_ttl: "1s",
+        presence_heartbeat: "250ms",
+        ..Options::default()
+    })
+    .await;
+    let (alice, alice_token) = app.user("alice").await;
+    let (_, bob_token) = app.user("bob").await;
+    let output = node(
+        "presence.mjs",
+        &[&app.base, &alice_token, &bob_token, &alice, "2500"],
+    )
+    .await;
+    assert!(
+        output.status.success(),
+        "presence flow failed:\n{}\n{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    app.stop().await;
+}

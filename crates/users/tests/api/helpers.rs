@@ -16,6 +16,9 @@ pub use test_kit::{authed, next_event};
 use tonic::transport::Channel;
 use uuid::Uuid;
 
+/// The service credential these tests configure.
+pub const SERVICE_TOKEN: &str = "users-test-service-credential";
+
 pub struct User {
     pub id: Uuid,
     pub token: String,
@@ -66,6 +69,7 @@ impl TestApp {
             format!("--jwt-jwks={jwks}"),
             format!("--presence-ttl={}ms", ttl.as_millis()),
             "--presence-sweep-interval=100ms".to_owned(),
+            format!("--service-token={SERVICE_TOKEN}"),
             format!("--queue={queue}"),
             "--shutdown-grace=2s".to_owned(),
         ])

@@ -6,7 +6,9 @@ use proto::users::v1::{
     UpdatePrivacyRequest,
 };
 
-use crate::helpers::{TestApp, User, authed, next_event};
+use service_kit::ErrorCode;
+
+use crate::helpers::{SERVICE_TOKEN, TestApp, User, authed, next_event};
 
 async fn connect(app: &TestApp, user: &User, device: &str) {
     app.client
@@ -14,6 +16,7 @@ async fn connect(app: &TestApp, user: &User, device: &str) {
         .device_connected(authed(
             DevicePresenceRequest {
                 device_id: device.into(),
+                user_id: String::new(),
             },
             &user.token,
         ))
@@ -27,6 +30,7 @@ async fn disconnect(app: &TestApp, user: &User, device: &str) -> bool {
         .device_disconnected(authed(
             DevicePresenceRequest {
                 device_id: device.into(),
+                user_id: String::new(),
             },
             &user.token,
         ))
@@ -207,5 +211,58 @@ async fn last_seen_privacy_is_enforced_when_served() {
         presence(&app, &hal, &hal).await.online,
         "one always sees oneself"
     );
+    app.stop().await;
+}
+
+/// A service with the credential (the gateway) reports presence for any
+/// user; without it, a user can only report their own devices.
+#[tokio::test]
+async fn services_report_presence_with_their_credential() {
+    let app = TestApp::spawn().await;
+    let ann = app.register("ann", "Ann").await;
+    let bob = app.register("bob", "Bob").await;
+    let on_behalf = |token: Option<&str>, user_id: String| {
+        let mut request = tonic::Request::new(DevicePresenceRequest {
+            device_id: "gateway-0/socket-1".into(),
+            user_id,
+        });
+        if let Some(token) = token {
+            request
+                .metadata_mut()
+                .insert("x-service-token", token.parse().unwrap());
+        }
+        let mut client = app.client.clone();
+        async move { client.device_connected(request).await }
+    };
+    on_behalf(Some(SERVICE_TOKEN), ann.id.to_string())
+        .await
+        .unwrap();
+    assert!(presence(&app, &bob, &ann).await.online);
+
+    let wrong = on_behalf(Some("not-the-credential"), bob.id.to_string()).await;
+    assert_eq!(
+        service_kit::ApiError::from_status(&wrong.unwrap_err()).code,
+        ErrorCode::Unauthenticated
+    );
+    let mut request = authed(
+        DevicePresenceRequest {
+            device_id: "phone".into(),
+            user_id: bob.id.to_string(),
+        },
+        &ann.token,
+    );
+    request.metadata_mut().remove("x-service-token");
+    let status = app
+        .client
+        .clone()
+        .device_connected(request)
+        .await
+        .unwrap_err();
+    assert_eq!(
+        service_kit::ApiError::from_status(&status).code,
+        ErrorCode::PermissionDenied,
+        "a user cannot report another user's device"
+    );
+    assert!(!presence(&app, &ann, &bob).await.online);
     app.stop().await;
 }
