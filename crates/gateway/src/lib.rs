@@ -171,15 +171,16 @@ pub async fn serve(
         .clone()
         .context("AUTH_GRPC_URL is required by the gateway")?;
     let verifier = jwks::verifier(&config.token, &shutdown).await?;
+    let redis_connection = service_kit::stores::redis(&config.redis)
+        .await
+        .context("connecting to Redis")?;
     let services = Services {
         auth: Downstream::connect_lazy("auth", &auth_url, ClientConfig::default())?,
         users: Downstream::connect_lazy("users", &config.users_url, ClientConfig::default())?,
         chat: Downstream::connect_lazy("chat", &config.chat_url, ClientConfig::default())?,
         verifier,
         limiter: rate_limit::RateLimiter::new(
-            service_kit::stores::redis(&config.redis)
-                .await
-                .context("connecting to Redis")?,
+            redis_connection.clone(),
             config.redis.key_prefix.clone(),
         ),
         limits: Limits {
@@ -198,18 +199,10 @@ pub async fn serve(
             async move { downstream.health_check().await }
         });
     }
+    readiness.add("redis", move || {
+        service_kit::stores::redis_check(redis_connection.clone())
+    });
     let state = AppState::new(services);
-
-    // Socket.IO over the Redis adapter (RESP3), its channels under this
-    // deployment's key prefix.
-    let redis_url = resp3(config.redis.url.expose_secret());
-    let redis = redis::Client::open(redis_url).context("REDIS_URL")?;
-    let adapter = RedisAdapterCtr::new_with_redis_config(
-        &redis,
-        RedisAdapterConfig::new().with_prefix(format!("{}socket.io", config.redis.key_prefix)),
-    )
-    .await
-    .context("connecting the Socket.IO Redis adapter")?;
     let realtime_state = realtime::RealtimeState {
         app: state.clone(),
         instance: std::env::var("HOSTNAME")
@@ -220,13 +213,7 @@ pub async fn serve(
             .as_ref()
             .map(|token| token.expose_secret().into()),
     };
-    let (socket_layer, io) = SocketIo::builder()
-        .with_state(realtime_state.clone())
-        .with_adapter::<realtime::GatewayAdapter>(adapter)
-        .build_layer();
-    realtime::namespace(&io)
-        .await
-        .map_err(|error| anyhow::anyhow!("Socket.IO namespace: {error}"))?;
+    let (socket_layer, io) = socket_io(&config, realtime_state.clone()).await?;
 
     shutdown.spawn(realtime::heartbeat(
         io.clone(),
@@ -276,6 +263,33 @@ pub async fn serve(
         .context("admin server")?;
     tracing::info!("gateway stopped");
     Ok(())
+}
+
+/// Socket.IO over the Redis adapter (RESP3), its channels under this
+/// deployment's key prefix, with the namespace ready.
+async fn socket_io(
+    config: &Config,
+    state: realtime::RealtimeState,
+) -> anyhow::Result<(
+    socketioxide::layer::SocketIoLayer<realtime::GatewayAdapter>,
+    SocketIo<realtime::GatewayAdapter>,
+)> {
+    let redis =
+        redis::Client::open(resp3(config.redis.url.expose_secret())).context("REDIS_URL")?;
+    let adapter = RedisAdapterCtr::new_with_redis_config(
+        &redis,
+        RedisAdapterConfig::new().with_prefix(format!("{}socket.io", config.redis.key_prefix)),
+    )
+    .await
+    .context("connecting the Socket.IO Redis adapter")?;
+    let (layer, io) = SocketIo::builder()
+        .with_state(state)
+        .with_adapter::<realtime::GatewayAdapter>(adapter)
+        .build_layer();
+    realtime::namespace(&io)
+        .await
+        .map_err(|error| anyhow::anyhow!("Socket.IO namespace: {error}"))?;
+    Ok((layer, io))
 }
 
 /// The adapter's driver speaks RESP3: ask for it in the URL.
