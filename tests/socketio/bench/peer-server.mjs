@@ -1,0 +1,67 @@
+// The Node.js peer of `cargo bench -p gateway`: a socket.io server doing the
+// gateway's fan-out job the way a Node team would write it — EdDSA JWT
+// checked on the handshake, one room per user, `message.created` events
+// consumed from RabbitMQ (protobuf envelopes) and emitted to the
+// recipients' rooms. Usage: node peer-server.mjs PORT JWKS_JSON AMQP_URL EXCHANGE QUEUE PROTO_DIR
+import http from "node:http";
+import { createPublicKey, verify } from "node:crypto";
+import { Server } from "socket.io";
+import amqp from "amqplib";
+import protobuf from "protobufjs";
+
+const [port, jwksJson, amqpUrl, exchange, queue, protoDir] = process.argv.slice(2);
+const keys = new Map(JSON.parse(jwksJson).map((jwk) => [jwk.kid, createPublicKey({ key: jwk, format: "jwk" })]));
+
+function authenticate(token) {
+  const [header, payload, signature] = String(token ?? "").split(".");
+  if (!signature) throw new Error("UNAUTHENTICATED: malformed token");
+  const head = JSON.parse(Buffer.from(header, "base64url"));
+  const key = keys.get(head.kid);
+  if (head.alg !== "EdDSA" || !key) throw new Error("UNAUTHENTICATED: unknown key");
+  if (!verify(null, Buffer.from(`${header}.${payload}`), key, Buffer.from(signature, "base64url"))) {
+    throw new Error("UNAUTHENTICATED: bad signature");
+  }
+  const claims = JSON.parse(Buffer.from(payload, "base64url"));
+  if (claims.exp * 1000 < Date.now()) throw new Error("UNAUTHENTICATED: expired");
+  return claims.sub;
+}
+
+const server = http.createServer();
+const io = new Server(server, { transports: ["websocket"] });
+io.use((socket, next) => {
+  try {
+    socket.data.user = authenticate(socket.handshake.auth?.token);
+    next();
+  } catch (error) {
+    next(error);
+  }
+});
+io.on("connection", (socket) => socket.join(`user:${socket.data.user}`));
+
+const root = new protobuf.Root();
+root.resolvePath = (_origin, target) => (target.startsWith("google/") ? target : `${protoDir}/${target}`);
+await root.load("platform/events/v1/events.proto", { keepCase: true });
+const Envelope = root.lookupType("platform.events.v1.EventEnvelope");
+
+const connection = await amqp.connect(amqpUrl);
+const channel = await connection.createChannel();
+await channel.assertExchange(exchange, "topic", { durable: true });
+await channel.assertQueue(queue, { durable: false, autoDelete: true });
+await channel.bindQueue(queue, exchange, "message.created");
+await channel.prefetch(256);
+await channel.consume(queue, (delivery) => {
+  const envelope = Envelope.decode(delivery.content);
+  const created = envelope.message_created;
+  if (created?.message) {
+    const m = created.message;
+    const sentAt = m.sent_at ? new Date(Number(m.sent_at.seconds) * 1000 + Math.floor((m.sent_at.nanos ?? 0) / 1e6)) : null;
+    const body = {
+      id: m.id, conversation_id: m.conversation_id, seq: Number(m.seq), sender_id: m.sender_id,
+      kind: m.kind, content: m.content, sent_at: sentAt?.toISOString(), deleted: m.deleted,
+    };
+    io.to(created.recipient_ids.map((id) => `user:${id}`)).emit("message:new", body);
+  }
+  channel.ack(delivery);
+});
+
+server.listen(Number(port), "127.0.0.1", () => console.log("ready"));
