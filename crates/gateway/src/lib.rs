@@ -282,7 +282,11 @@ async fn socket_io(
     )
     .await
     .context("connecting the Socket.IO Redis adapter")?;
+    // Small per-socket buffers: most sockets sit idle between short JSON
+    // events (the defaults size for bulk transfers).
     let (layer, io) = SocketIo::builder()
+        .max_buffer_size(32)
+        .ws_read_buffer_size(1024)
         .with_state(state)
         .with_adapter::<realtime::GatewayAdapter>(adapter)
         .build_layer();
