@@ -348,7 +348,7 @@ impl ChatApi {
         &self,
         caller: &Caller,
         conversation_id: &str,
-    ) -> ChatResult<(ReceiptView, Vec<MemberDoc>)> {
+    ) -> ChatResult<ReceiptView> {
         let members = self.store().all_members(conversation_id).await?;
         let ids: Vec<String> = members.iter().map(|m| m.user_id.clone()).collect();
         let hidden = self
@@ -356,7 +356,7 @@ impl ChatApi {
             .users
             .receipts_hidden(&caller.token, &ids)
             .await?;
-        Ok((ReceiptView::new(&members, &hidden), members))
+        Ok(ReceiptView::new(&members, &hidden))
     }
 
     /// A conversation as GetConversation serves it: the first members
@@ -954,7 +954,7 @@ impl ChatApi {
         conversation: &ConversationDoc,
         message: &MessageDoc,
     ) -> ChatResult<Message> {
-        let (view, _) = self.receipt_view(caller, &conversation.id).await?;
+        let view = self.receipt_view(caller, &conversation.id).await?;
         Ok(message_proto(message, conversation.kind, &view))
     }
 
@@ -1058,7 +1058,7 @@ impl ChatApi {
             },
         };
         let conversation = self.conversation(caller, &conversation_id).await?;
-        let (page, (view, _)) = tokio::try_join!(
+        let (page, view) = tokio::try_join!(
             async {
                 self.store()
                     .history(&conversation_id, window, conversation.last_seq, limit)
@@ -1142,7 +1142,7 @@ impl ChatApi {
             .map(|(conversation, since)| {
                 let me = mine.get(conversation.id.as_str()).copied();
                 async move {
-                    let (messages, (view, _)) = tokio::try_join!(
+                    let (messages, view) = tokio::try_join!(
                         async {
                             self.store()
                                 .history(
@@ -1611,7 +1611,7 @@ impl ChatService for ChatApi {
                 .message(&conversation_id, &message_id)
                 .await?
                 .ok_or(ChatError::MessageNotFound)?;
-            let (view, _) = self.receipt_view(&caller, &conversation_id).await?;
+            let view = self.receipt_view(&caller, &conversation_id).await?;
             let (delivered, read, recipients) = view.counts(&message.sender_id, message.seq);
             Ok(MessageReceipts {
                 message_id,

@@ -213,10 +213,6 @@ impl ChatStore {
         }
     }
 
-    pub fn database(&self) -> &Database {
-        &self.database
-    }
-
     /// Creates the collections and indexes (idempotent; run at start-up).
     pub async fn ensure_indexes(&self) -> MongoResult<()> {
         // Transactions cannot create collections on older servers: make them first.
@@ -675,22 +671,6 @@ impl ChatStore {
             })
             .sort(doc! { "conversation_id": 1, "seq": 1 })
             .limit(limit)
-            .await?
-            .try_collect()
-            .await
-    }
-
-    /// Messages by id within one conversation (reply previews).
-    pub async fn messages_by_id(
-        &self,
-        conversation_id: &str,
-        ids: &[String],
-    ) -> MongoResult<Vec<MessageDoc>> {
-        if ids.is_empty() {
-            return Ok(Vec::new());
-        }
-        self.messages
-            .find(doc! { "conversation_id": conversation_id, "_id": { "$in": ids } })
             .await?
             .try_collect()
             .await

@@ -88,10 +88,6 @@ impl UsersClient {
         }
     }
 
-    pub fn downstream(&self) -> &Downstream {
-        &self.downstream
-    }
-
     fn client(channel: tonic::transport::Channel) -> UsersServiceClient<tonic::transport::Channel> {
         UsersServiceClient::new(channel)
     }

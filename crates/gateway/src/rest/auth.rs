@@ -20,7 +20,7 @@ use tonic::transport::Channel;
 use utoipa::ToSchema;
 
 use crate::extract::{Caller, Json};
-use crate::rest::time;
+use crate::rest::{rpc, time};
 use crate::state::AppState;
 
 pub fn routes() -> Router<AppState> {
@@ -85,10 +85,6 @@ async fn limit_by_ip(
         .limiter
         .check("auth", &client_ip(headers, peer), state.limits.auth)
         .await
-}
-
-fn downstream_error(status: &tonic::Status) -> ApiError {
-    ApiError::from_status(status)
 }
 
 #[derive(Debug, Deserialize, ToSchema)]
@@ -202,16 +198,14 @@ pub async fn register(
         display_name: input.display_name.unwrap_or_default(),
         client: Some(client_info(&headers, None)),
     };
-    let response = state
-        .auth
-        .call(
-            CallKind::Once,
-            None,
-            request,
-            |channel, request| async move { client(channel).register(request).await },
-        )
-        .await
-        .map_err(|status| downstream_error(&status))?;
+    let response = rpc(
+        &state.auth,
+        CallKind::Once,
+        None,
+        request,
+        |channel, request| async move { client(channel).register(request).await },
+    )
+    .await?;
     let user = response.user.unwrap_or_default();
     Ok((
         StatusCode::CREATED,
@@ -246,16 +240,14 @@ pub async fn login(
         password: input.password,
         client: Some(client_info(&headers, input.device_name)),
     };
-    let pair = state
-        .auth
-        .call(
-            CallKind::Once,
-            None,
-            request,
-            |channel, request| async move { client(channel).login(request).await },
-        )
-        .await
-        .map_err(|status| downstream_error(&status))?;
+    let pair = rpc(
+        &state.auth,
+        CallKind::Once,
+        None,
+        request,
+        |channel, request| async move { client(channel).login(request).await },
+    )
+    .await?;
     Ok(Json(pair.into()))
 }
 
@@ -275,16 +267,14 @@ pub async fn refresh(
         refresh_token: input.refresh_token,
         client: Some(client_info(&headers, None)),
     };
-    let pair = state
-        .auth
-        .call(
-            CallKind::Once,
-            None,
-            request,
-            |channel, request| async move { client(channel).refresh(request).await },
-        )
-        .await
-        .map_err(|status| downstream_error(&status))?;
+    let pair = rpc(
+        &state.auth,
+        CallKind::Once,
+        None,
+        request,
+        |channel, request| async move { client(channel).refresh(request).await },
+    )
+    .await?;
     Ok(Json(pair.into()))
 }
 
@@ -299,16 +289,14 @@ pub async fn logout(
     let request = LogoutRequest {
         refresh_token: input.refresh_token,
     };
-    state
-        .auth
-        .call(
-            CallKind::Idempotent,
-            None,
-            request,
-            |channel, request| async move { client(channel).logout(request).await },
-        )
-        .await
-        .map_err(|status| downstream_error(&status))?;
+    rpc(
+        &state.auth,
+        CallKind::Idempotent,
+        None,
+        request,
+        |channel, request| async move { client(channel).logout(request).await },
+    )
+    .await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -328,16 +316,14 @@ pub async fn change_password(
         new_password: input.new_password,
         client: Some(client_info(&headers, None)),
     };
-    let pair = state
-        .auth
-        .call(
-            CallKind::Once,
-            Some(&caller.token),
-            request,
-            |channel, request| async move { client(channel).change_password(request).await },
-        )
-        .await
-        .map_err(|status| downstream_error(&status))?;
+    let pair = rpc(
+        &state.auth,
+        CallKind::Once,
+        Some(&caller.token),
+        request,
+        |channel, request| async move { client(channel).change_password(request).await },
+    )
+    .await?;
     Ok(Json(pair.into()))
 }
 
@@ -348,16 +334,14 @@ pub async fn list_sessions(
     State(state): State<AppState>,
     caller: Caller,
 ) -> Result<Json<Vec<Session>>, ApiError> {
-    let response = state
-        .auth
-        .call(
-            CallKind::Idempotent,
-            Some(&caller.token),
-            ListSessionsRequest {},
-            |channel, request| async move { client(channel).list_sessions(request).await },
-        )
-        .await
-        .map_err(|status| downstream_error(&status))?;
+    let response = rpc(
+        &state.auth,
+        CallKind::Idempotent,
+        Some(&caller.token),
+        ListSessionsRequest {},
+        |channel, request| async move { client(channel).list_sessions(request).await },
+    )
+    .await?;
     Ok(Json(
         response
             .sessions
@@ -388,16 +372,14 @@ pub async fn revoke_session(
     caller: Caller,
     Path(session_id): Path<String>,
 ) -> Result<Json<Revoked>, ApiError> {
-    let response = state
-        .auth
-        .call(
-            CallKind::Idempotent,
-            Some(&caller.token),
-            RevokeSessionRequest { session_id },
-            |channel, request| async move { client(channel).revoke_session(request).await },
-        )
-        .await
-        .map_err(|status| downstream_error(&status))?;
+    let response = rpc(
+        &state.auth,
+        CallKind::Idempotent,
+        Some(&caller.token),
+        RevokeSessionRequest { session_id },
+        |channel, request| async move { client(channel).revoke_session(request).await },
+    )
+    .await?;
     Ok(Json(Revoked {
         revoked: response.revoked,
     }))
@@ -410,16 +392,14 @@ pub async fn revoke_other_sessions(
     State(state): State<AppState>,
     caller: Caller,
 ) -> Result<Json<Revoked>, ApiError> {
-    let response = state
-        .auth
-        .call(
-            CallKind::Idempotent,
-            Some(&caller.token),
-            RevokeOtherSessionsRequest {},
-            |channel, request| async move { client(channel).revoke_other_sessions(request).await },
-        )
-        .await
-        .map_err(|status| downstream_error(&status))?;
+    let response = rpc(
+        &state.auth,
+        CallKind::Idempotent,
+        Some(&caller.token),
+        RevokeOtherSessionsRequest {},
+        |channel, request| async move { client(channel).revoke_other_sessions(request).await },
+    )
+    .await?;
     Ok(Json(Revoked {
         revoked: response.revoked,
     }))
