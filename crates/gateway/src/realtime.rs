@@ -233,6 +233,9 @@ async fn on_mark(
     }))
 }
 
+/// Members read per ListMembers call (chat's maximum page).
+const MEMBER_PAGE: u32 = 200;
+
 /// Typing goes straight to the other members' rooms (volatile: a lost
 /// typing event is not worth a retry); membership is checked by chat.
 async fn on_typing<A: Adapter>(
@@ -248,23 +251,37 @@ async fn on_typing<A: Adapter>(
         .check("typing", &caller.user_id, state.app.limits.typing)
         .await?;
     let event: TypingEvent = parse(data)?;
-    let request = chat_grpc::GetConversationRequest {
-        conversation_id: event.conversation_id.clone(),
-    };
-    let conversation = rpc(
-        &state.app.chat,
-        CallKind::Idempotent,
-        Some(&caller.token),
-        request,
-        |channel, request| async move { chat(channel).get_conversation(request).await },
-    )
-    .await?;
-    let rooms: Vec<String> = conversation
-        .members
-        .iter()
-        .filter(|member| member.user_id != caller.user_id)
-        .map(|member| user_room(&member.user_id))
-        .collect();
+    // Every member (groups have up to the cap, beyond the 100 a conversation
+    // embeds): page through ListMembers, which also checks membership.
+    let mut rooms = Vec::new();
+    let mut cursor = String::new();
+    loop {
+        let request = chat_grpc::ListMembersRequest {
+            conversation_id: event.conversation_id.clone(),
+            page: Some(proto::common::v1::PageRequest {
+                cursor: cursor.clone(),
+                limit: MEMBER_PAGE,
+            }),
+        };
+        let page = rpc(
+            &state.app.chat,
+            CallKind::Idempotent,
+            Some(&caller.token),
+            request,
+            |channel, request| async move { chat(channel).list_members(request).await },
+        )
+        .await?;
+        rooms.extend(
+            page.members
+                .iter()
+                .filter(|member| member.user_id != caller.user_id)
+                .map(|member| user_room(&member.user_id)),
+        );
+        cursor = page.page.map(|page| page.next_cursor).unwrap_or_default();
+        if cursor.is_empty() {
+            break;
+        }
+    }
     if !rooms.is_empty() {
         let payload = json!({
             "conversation_id": event.conversation_id,
