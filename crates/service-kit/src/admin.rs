@@ -23,6 +23,7 @@ use serde::Serialize;
 use tokio::net::TcpListener;
 
 type CheckFn = Arc<dyn Fn() -> BoxFuture<'static, Result<(), String>> + Send + Sync>;
+type NoteFn = Arc<dyn Fn() -> Option<String> + Send + Sync>;
 
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct DependencyLabels {
@@ -33,6 +34,7 @@ struct DependencyLabels {
 #[derive(Clone)]
 pub struct Readiness {
     checks: Arc<RwLock<Vec<(String, CheckFn)>>>,
+    notes: Arc<RwLock<Vec<(String, NoteFn)>>>,
     draining: Arc<AtomicBool>,
     check_timeout: Duration,
     dependency_up: Family<DependencyLabels, Gauge>,
@@ -61,6 +63,10 @@ pub struct ReadinessReport {
     pub draining: bool,
     /// Dependency name → "ok" or the reason it failed.
     pub checks: BTreeMap<String, String>,
+    /// Problems worth seeing that do not make the service unready (e.g. a
+    /// rejected configuration while the previous one stays in force).
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub notes: BTreeMap<String, String>,
 }
 
 impl Readiness {
@@ -69,6 +75,7 @@ impl Readiness {
     pub fn new(check_timeout: Duration) -> Self {
         Self {
             checks: Arc::default(),
+            notes: Arc::default(),
             draining: Arc::default(),
             check_timeout,
             dependency_up: Family::default(),
@@ -84,6 +91,16 @@ impl Readiness {
         let check: CheckFn = Arc::new(move || Box::pin(check()));
         if let Ok(mut checks) = self.checks.write() {
             checks.push((name.into(), check));
+        }
+    }
+
+    /// Adds a named note, shown in the report while `note` returns Some.
+    pub fn note<F>(&self, name: impl Into<String>, note: F)
+    where
+        F: Fn() -> Option<String> + Send + Sync + 'static,
+    {
+        if let Ok(mut notes) = self.notes.write() {
+            notes.push((name.into(), Arc::new(note)));
         }
     }
 
@@ -139,10 +156,21 @@ impl Readiness {
                 }
             }
         }
+        let notes = self
+            .notes
+            .read()
+            .map(|notes| {
+                notes
+                    .iter()
+                    .filter_map(|(name, note)| note().map(|text| (name.clone(), text)))
+                    .collect()
+            })
+            .unwrap_or_default();
         ReadinessReport {
             ready,
             draining,
             checks: report,
+            notes,
         }
     }
 }

@@ -14,6 +14,7 @@
 //! - secrets are [`secrecy::SecretString`] and never printed.
 
 pub mod admin;
+pub mod cache;
 pub mod amqp;
 pub mod config;
 pub mod error;
