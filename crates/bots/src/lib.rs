@@ -78,7 +78,7 @@ pub async fn serve(
     shutdown: Shutdown,
 ) -> anyhow::Result<()> {
     // reqwest's rustls takes the process-wide provider (ring, as everywhere here).
-    let _ = rustls::crypto::ring::default_provider().install_default();
+    service_kit::install_crypto_provider();
     let auth_url = config
         .token
         .auth_url

@@ -136,7 +136,7 @@ async fn start_chat(
     let ready = format!("http://127.0.0.1:{admin}/readyz");
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
-        if let Ok(response) = reqwest::get(&ready).await
+        if let Ok(response) = test_kit::http().get(&ready).send().await
             && response.status().is_success()
         {
             break;

@@ -14,8 +14,8 @@
 //! - secrets are [`secrecy::SecretString`] and never printed.
 
 pub mod admin;
-pub mod cache;
 pub mod amqp;
+pub mod cache;
 pub mod config;
 pub mod error;
 pub mod events;
@@ -32,3 +32,10 @@ pub mod token;
 
 pub use error::{ApiError, ErrorCode};
 pub use shutdown::Shutdown;
+
+/// Makes ring the process-wide rustls provider (what every TLS client here
+/// uses); HTTP clients built without an explicit provider need one. Safe to
+/// call more than once.
+pub fn install_crypto_provider() {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+}

@@ -19,12 +19,22 @@ pub fn authed<T>(message: T, access_token: &str) -> tonic::Request<T> {
     request
 }
 
+/// An HTTP client for tests (10 s timeout), with the crypto provider in place.
+pub fn http() -> reqwest::Client {
+    service_kit::install_crypto_provider();
+    reqwest::Client::builder()
+        .timeout(Duration::from_secs(10))
+        .build()
+        .unwrap()
+}
+
 /// Polls the admin port's `/readyz` until it answers 200 (at most 30 s).
 pub async fn wait_ready(admin: SocketAddr, what: &str) {
     let url = format!("http://{admin}/readyz");
+    let client = http();
     let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
     loop {
-        if let Ok(response) = reqwest::get(&url).await
+        if let Ok(response) = client.get(&url).send().await
             && response.status().is_success()
         {
             return;

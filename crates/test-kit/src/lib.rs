@@ -23,7 +23,7 @@ use tokio::net::TcpListener;
 
 pub mod clients;
 mod proxy;
-pub use clients::{authed, next_event, wait_ready};
+pub use clients::{authed, http, next_event, wait_ready};
 pub use proxy::TcpProxy;
 
 fn env_or(name: &str, default: &str) -> String {

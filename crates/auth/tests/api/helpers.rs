@@ -112,7 +112,9 @@ impl TestApp {
     }
 
     pub async fn metric(&self, name: &str) -> f64 {
-        let text = reqwest::get(format!("http://{}/metrics", self.admin))
+        let text = test_kit::http()
+            .get(format!("http://{}/metrics", self.admin))
+            .send()
             .await
             .unwrap()
             .text()

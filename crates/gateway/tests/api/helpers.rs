@@ -208,10 +208,7 @@ impl TestApp {
             chat_proxy,
             base: services[0].http_url(),
             replicas,
-            http: reqwest::Client::builder()
-                .timeout(Duration::from_secs(10))
-                .build()
-                .unwrap(),
+            http: test_kit::http(),
             _auth_db: db,
             _users_db: users_db,
             _redis: redis,

@@ -217,7 +217,9 @@ async fn a_downstream_outage_gives_503_and_recovers() {
     let (_, token) = app.user("alice").await;
     let list = || app.call(Method::GET, "/api/v1/conversations", Some(&token), None);
     let ready = || async {
-        reqwest::get(format!("http://{}/readyz", app.admin))
+        app.http
+            .get(format!("http://{}/readyz", app.admin))
+            .send()
             .await
             .unwrap()
             .status()

@@ -85,7 +85,7 @@ async fn readiness_flips_when_a_dependency_goes_down_and_back() {
     })
     .await
     .unwrap();
-    let client = reqwest::Client::new();
+    let client = test_kit::http();
     let readyz = format!("{}/readyz", service.http_url());
 
     wait_for_status(&client, &readyz, 200).await;
@@ -191,7 +191,7 @@ async fn shutdown_drains_an_in_flight_request_and_stops_accepting() {
         }
     });
 
-    let client = reqwest::Client::new();
+    let client = test_kit::http();
     let in_flight = tokio::spawn({
         let client = client.clone();
         async move {
