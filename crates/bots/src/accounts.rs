@@ -49,20 +49,27 @@ impl BotAccounts {
     }
 
     async fn provision(&self, bot: &Bot) -> Result<Account, ApiError> {
-        let credential = tonic::metadata::MetadataValue::try_from(self.service_token.expose_secret())
-            .map_err(|_| ApiError::internal("AUTH_SERVICE_TOKEN is not a valid header value"))?;
+        let credential = tonic::metadata::MetadataValue::try_from(
+            self.service_token.expose_secret(),
+        )
+        .map_err(|_| ApiError::internal("AUTH_SERVICE_TOKEN is not a valid header value"))?;
         let request = ProvisionBotRequest {
             username: bot.name.clone(),
             display_name: bot.display_name.clone(),
         };
         let response = self
             .auth
-            .call(CallKind::Idempotent, None, request, |channel, mut request| {
-                request
-                    .metadata_mut()
-                    .insert(service_kit::token::SERVICE_TOKEN_HEADER, credential.clone());
-                async move { AuthServiceClient::new(channel).provision_bot(request).await }
-            })
+            .call(
+                CallKind::Idempotent,
+                None,
+                request,
+                |channel, mut request| {
+                    request
+                        .metadata_mut()
+                        .insert(service_kit::token::SERVICE_TOKEN_HEADER, credential.clone());
+                    async move { AuthServiceClient::new(channel).provision_bot(request).await }
+                },
+            )
             .await
             .map_err(|status| ApiError::from_status(&status))?;
         let user = response

@@ -10,7 +10,10 @@ use service_kit::config::{
 };
 
 #[derive(Debug, Clone, clap::Parser)]
-#[command(name = "bots", about = "Bots: commands, rules, dialogues, intents, webhooks")]
+#[command(
+    name = "bots",
+    about = "Bots: commands, rules, dialogues, intents, webhooks"
+)]
 pub struct Config {
     /// gRPC API address.
     #[arg(long, env = "GRPC_ADDR", default_value = "0.0.0.0:50054")]

@@ -76,9 +76,14 @@ impl BotRuntime {
         };
         let profile = self
             .users
-            .call(CallKind::Idempotent, Some(token), request, |channel, request| async move {
-                UsersServiceClient::new(channel).get_profiles(request).await
-            })
+            .call(
+                CallKind::Idempotent,
+                Some(token),
+                request,
+                |channel, request| async move {
+                    UsersServiceClient::new(channel).get_profiles(request).await
+                },
+            )
             .await
             .ok()
             .and_then(|response| response.profiles.into_iter().next());
@@ -136,13 +141,22 @@ impl BotRuntime {
             attachment: None,
             client_msg_id,
             // In groups a reply quotes the message it answers, as Telegram bots do.
-            reply_to: if group { message.id.clone() } else { String::new() },
+            reply_to: if group {
+                message.id.clone()
+            } else {
+                String::new()
+            },
         };
         let result = self
             .chat
-            .call(CallKind::Idempotent, Some(token), request, |channel, request| async move {
-                ChatServiceClient::new(channel).send_message(request).await
-            })
+            .call(
+                CallKind::Idempotent,
+                Some(token),
+                request,
+                |channel, request| async move {
+                    ChatServiceClient::new(channel).send_message(request).await
+                },
+            )
             .await;
         match result {
             Ok(_) => Ok(()),
@@ -150,7 +164,9 @@ impl BotRuntime {
             Err(status)
                 if matches!(
                     status.code(),
-                    tonic::Code::PermissionDenied | tonic::Code::NotFound | tonic::Code::InvalidArgument
+                    tonic::Code::PermissionDenied
+                        | tonic::Code::NotFound
+                        | tonic::Code::InvalidArgument
                 ) =>
             {
                 tracing::info!(code = ?status.code(), message = status.message(), "bot reply refused by chat");
@@ -244,7 +260,9 @@ impl BotRuntime {
         if !applied {
             // Another answer moved the dialogue meanwhile; recompute from it
             // (the reply already sent is deduplicated by its client id).
-            return Err(HandlerError::Transient("dialogue state changed concurrently".into()));
+            return Err(HandlerError::Transient(
+                "dialogue state changed concurrently".into(),
+            ));
         }
         Ok(())
     }
@@ -258,10 +276,17 @@ impl BotRuntime {
         message: &ChatMessage,
     ) -> Result<(), HandlerError> {
         let key = format!("{event_id}:{}", bot.name);
-        match self.idempotency.claim(&key).await.map_err(|e| transient("claim", e))? {
+        match self
+            .idempotency
+            .claim(&key)
+            .await
+            .map_err(|e| transient("claim", e))?
+        {
             Claim::Done => return Ok(()),
             Claim::InProgress => {
-                return Err(HandlerError::Transient("another replica is answering".into()));
+                return Err(HandlerError::Transient(
+                    "another replica is answering".into(),
+                ));
             }
             Claim::Acquired => {}
         }
@@ -304,7 +329,9 @@ impl EventHandler for BotRuntime {
         if !self.accounts.all_provisioned(&set) {
             tokio::time::sleep(ACCOUNTS_WAIT).await;
             if self.accounts.provision_missing(&set).await > 0 {
-                return Err(HandlerError::Transient("bot accounts not provisioned yet".into()));
+                return Err(HandlerError::Transient(
+                    "bot accounts not provisioned yet".into(),
+                ));
             }
         }
         for bot_user in &created.bot_member_ids {
@@ -315,7 +342,8 @@ impl EventHandler for BotRuntime {
             else {
                 continue;
             };
-            self.answer_once(&envelope.id, &bot, &created, &message).await?;
+            self.answer_once(&envelope.id, &bot, &created, &message)
+                .await?;
         }
         Ok(())
     }

@@ -397,7 +397,7 @@ impl Bot {
 
     /// The `/help` text, generated from the definition.
     pub fn help(&self) -> String {
-        let mut help = format!("{}", self.display_name);
+        let mut help = self.display_name.clone();
         if !self.description.is_empty() {
             help.push_str(&format!(" — {}", self.description));
         }
@@ -508,12 +508,19 @@ fn bounds(path: &str, min: Option<f64>, max: Option<f64>) -> Result<(), Definiti
     if let (Some(min), Some(max)) = (min, max)
         && min > max
     {
-        return Err(error(path, format!("min ({min}) is greater than max ({max})")));
+        return Err(error(
+            path,
+            format!("min ({min}) is greater than max ({max})"),
+        ));
     }
     Ok(())
 }
 
-fn choices(path: &str, kind: ValueType, choices: &[String]) -> Result<Vec<String>, DefinitionError> {
+fn choices(
+    path: &str,
+    kind: ValueType,
+    choices: &[String],
+) -> Result<Vec<String>, DefinitionError> {
     match kind {
         ValueType::Choice if choices.is_empty() => {
             Err(error(path, "type choice needs a non-empty choices list"))
@@ -557,7 +564,10 @@ fn compile_command(
             ));
         }
         if arg.required && optional_seen {
-            return Err(error(&arg_path, "a required argument follows an optional one"));
+            return Err(error(
+                &arg_path,
+                "a required argument follows an optional one",
+            ));
         }
         optional_seen |= !arg.required;
         bounds(&arg_path, arg.min, arg.max)?;
@@ -576,7 +586,13 @@ fn compile_command(
         name: spec.name.clone(),
         description: spec.description.trim().to_owned(),
         args,
-        action: action(path, spec.reply.as_ref(), spec.dialogue.as_ref(), &known, dialogues)?,
+        action: action(
+            path,
+            spec.reply.as_ref(),
+            spec.dialogue.as_ref(),
+            &known,
+            dialogues,
+        )?,
     })
 }
 
@@ -619,7 +635,10 @@ fn compile_rule(path: &str, spec: &RuleSpec) -> Result<Rule, DefinitionError> {
 
 fn compile_dialogue(path: &str, spec: &DialogueSpec) -> Result<Dialogue, DefinitionError> {
     if spec.steps.is_empty() {
-        return Err(error(format!("{path}.steps"), "a dialogue needs at least one step"));
+        return Err(error(
+            format!("{path}.steps"),
+            "a dialogue needs at least one step",
+        ));
     }
     if spec.timeout_seconds == 0 {
         return Err(error(format!("{path}.timeoutSeconds"), "must be positive"));
@@ -647,14 +666,18 @@ fn compile_dialogue(path: &str, spec: &DialogueSpec) -> Result<Dialogue, Definit
     for (i, step) in spec.steps.iter().enumerate() {
         let step_path = format!("{path}.steps[{}]", step.id);
         if step.id == "done" || step.id.is_empty() {
-            return Err(error(&step_path, "step ids must be non-empty and not \"done\""));
+            return Err(error(
+                &step_path,
+                "step ids must be non-empty and not \"done\"",
+            ));
         }
         let save_as = step.save_as.clone().unwrap_or_else(|| step.id.clone());
         bounds(&step_path, step.expect.min, step.expect.max)?;
         let pattern = match &step.expect.pattern {
-            Some(p) if step.expect.kind == ValueType::Text => {
-                Some(regex(&format!("{step_path}.expect.pattern"), &format!("^(?:{p})$"))?)
-            }
+            Some(p) if step.expect.kind == ValueType::Text => Some(regex(
+                &format!("{step_path}.expect.pattern"),
+                &format!("^(?:{p})$"),
+            )?),
             Some(_) => {
                 return Err(error(
                     format!("{step_path}.expect.pattern"),
@@ -663,7 +686,11 @@ fn compile_dialogue(path: &str, spec: &DialogueSpec) -> Result<Dialogue, Definit
             }
             None => None,
         };
-        let choices = choices(&format!("{step_path}.expect"), step.expect.kind, &step.expect.choices)?;
+        let choices = choices(
+            &format!("{step_path}.expect"),
+            step.expect.kind,
+            &step.expect.choices,
+        )?;
         let next = match &step.next {
             Some(id) => target(&format!("{step_path}.next"), id)?,
             None => (i + 1 < spec.steps.len()).then_some(i + 1),
@@ -753,9 +780,17 @@ fn compile_bot(spec: &BotSpec) -> Result<Bot, DefinitionError> {
             "bot names are 3-32 lowercase letters, digits or _, starting with a letter",
         ));
     }
-    unique(&path, "command", spec.commands.iter().map(|c| c.name.as_str()))?;
+    unique(
+        &path,
+        "command",
+        spec.commands.iter().map(|c| c.name.as_str()),
+    )?;
     unique(&path, "rule", spec.rules.iter().map(|r| r.name.as_str()))?;
-    unique(&path, "dialogue", spec.dialogues.iter().map(|d| d.name.as_str()))?;
+    unique(
+        &path,
+        "dialogue",
+        spec.dialogues.iter().map(|d| d.name.as_str()),
+    )?;
     let dialogues = spec
         .dialogues
         .iter()
@@ -778,18 +813,31 @@ fn compile_bot(spec: &BotSpec) -> Result<Bot, DefinitionError> {
         Some(intents) => {
             let intents_path = format!("{path}.intents");
             if !(0.0..=1.0).contains(&intents.threshold) {
-                return Err(error(format!("{intents_path}.threshold"), "must be within 0-1"));
+                return Err(error(
+                    format!("{intents_path}.threshold"),
+                    "must be within 0-1",
+                ));
             }
             if intents.items.is_empty() {
-                return Err(error(format!("{intents_path}.items"), "no intents declared"));
+                return Err(error(
+                    format!("{intents_path}.items"),
+                    "no intents declared",
+                ));
             }
-            unique(&intents_path, "intent", intents.items.iter().map(|i| i.name.as_str()))?;
+            unique(
+                &intents_path,
+                "intent",
+                intents.items.iter().map(|i| i.name.as_str()),
+            )?;
             let mut items = Vec::new();
             let mut examples = Vec::new();
             for (i, item) in intents.items.iter().enumerate() {
                 let item_path = format!("{intents_path}.items[{}]", item.name);
                 if item.examples.iter().all(|e| e.trim().is_empty()) {
-                    return Err(error(format!("{item_path}.examples"), "needs example utterances"));
+                    return Err(error(
+                        format!("{item_path}.examples"),
+                        "needs example utterances",
+                    ));
                 }
                 examples.extend(item.examples.iter().map(|e| (i, e.as_str())));
                 items.push(Intent {
@@ -895,34 +943,73 @@ bots:
     fn a_sample_compiles_and_generates_help() {
         let set = load(SAMPLE).unwrap();
         let bot = set.get("helper_bot").unwrap();
-        assert_eq!(bot.command("weather").unwrap().usage(), "/weather <city...>");
+        assert_eq!(
+            bot.command("weather").unwrap().usage(),
+            "/weather <city...>"
+        );
         let help = bot.help();
-        assert!(help.contains("/weather <city...> — Weather for a city"), "{help}");
+        assert!(
+            help.contains("/weather <city...> — Weather for a city"),
+            "{help}"
+        );
         assert!(help.contains("/cancel"), "{help}");
     }
 
     #[test]
     fn errors_name_the_place() {
         let cases = [
-            (SAMPLE.replace("{{city}}, {{sender}}", "{{town}}"), "bots[helper_bot].commands[weather].reply"),
-            (SAMPLE.replace("dialogue: pizza", "dialogue: pasta"), "bots[helper_bot].commands[order].dialogue"),
-            (SAMPLE.replace("How many {{size}}?", "How many {{count}}?"), "bots[helper_bot].dialogues[pizza].steps[count].prompt"),
-            (SAMPLE.replace("min: 1, max: 5", "min: 5, max: 1"), "bots[helper_bot].dialogues[pizza].steps[count]"),
-            (SAMPLE.replace("name: hello", "name: hello\n        pattern: '('"), "bots[helper_bot].rules[hello]"),
-            (SAMPLE.replace("name: helper_bot", "name: Helper Bot"), "bots[Helper Bot].name"),
-            (SAMPLE.replace("name: weather", "name: help"), "bots[helper_bot].commands[help].name"),
+            (
+                SAMPLE.replace("{{city}}, {{sender}}", "{{town}}"),
+                "bots[helper_bot].commands[weather].reply",
+            ),
+            (
+                SAMPLE.replace("dialogue: pizza", "dialogue: pasta"),
+                "bots[helper_bot].commands[order].dialogue",
+            ),
+            (
+                SAMPLE.replace("How many {{size}}?", "How many {{count}}?"),
+                "bots[helper_bot].dialogues[pizza].steps[count].prompt",
+            ),
+            (
+                SAMPLE.replace("min: 1, max: 5", "min: 5, max: 1"),
+                "bots[helper_bot].dialogues[pizza].steps[count]",
+            ),
+            (
+                SAMPLE.replace("name: hello", "name: hello\n        pattern: '('"),
+                "bots[helper_bot].rules[hello]",
+            ),
+            (
+                SAMPLE.replace("name: helper_bot", "name: Helper Bot"),
+                "bots[Helper Bot].name",
+            ),
+            (
+                SAMPLE.replace("name: weather", "name: help"),
+                "bots[helper_bot].commands[help].name",
+            ),
         ];
         for (text, path) in cases {
             let error = load(&text).unwrap_err();
             assert_eq!(error.path, path, "{error}");
         }
         assert_eq!(load("bots: [1, 2").unwrap_err().path, "file");
-        assert_eq!(load("bots:\n  - name: a_bot\n    colour: red\n").unwrap_err().path, "file");
+        assert_eq!(
+            load("bots:\n  - name: a_bot\n    colour: red\n")
+                .unwrap_err()
+                .path,
+            "file"
+        );
+    }
+
+    #[test]
+    fn the_documented_example_is_valid() {
+        let set = load(include_str!("../bots.example.yaml")).unwrap();
+        assert_eq!(set.bots[0].name, "helper_bot");
     }
 
     #[test]
     fn json_is_accepted_too() {
-        let set = load(r#"{"bots": [{"name": "echo_bot", "fallback": "You said something"}]}"#).unwrap();
+        let set =
+            load(r#"{"bots": [{"name": "echo_bot", "fallback": "You said something"}]}"#).unwrap();
         assert_eq!(set.bots.len(), 1);
     }
 }

@@ -57,7 +57,12 @@ impl DialogueStore {
         format!("{}dialogue:{bot}:{conversation}:{user}", self.prefix)
     }
 
-    pub async fn get(&self, bot: &str, conversation: &str, user: &str) -> redis::RedisResult<Snapshot> {
+    pub async fn get(
+        &self,
+        bot: &str,
+        conversation: &str,
+        user: &str,
+    ) -> redis::RedisResult<Snapshot> {
         let mut redis = self.redis.clone();
         let raw: Option<String> = redis::cmd("GET")
             .arg(self.key(bot, conversation, user))
@@ -83,7 +88,8 @@ impl DialogueStore {
             DialogueChange::Unchanged => return Ok(true),
             DialogueChange::Clear => (String::new(), 0),
             DialogueChange::Set(state) => {
-                let until_deadline = u64::try_from(state.deadline_ms.saturating_sub(now_ms)).unwrap_or(0);
+                let until_deadline =
+                    u64::try_from(state.deadline_ms.saturating_sub(now_ms)).unwrap_or(0);
                 let keep = u64::try_from(KEEP_AFTER_DEADLINE.as_millis()).unwrap_or(u64::MAX);
                 (
                     serde_json::to_string(state).unwrap_or_default(),

@@ -265,7 +265,9 @@ fn bind_args(args: &[Argument], text: &str) -> Result<HashMap<String, String>, S
     let mut next = 0;
     for arg in args {
         let raw = if arg.rest {
-            let rest = tokens.get(next).map(|(at, _)| text[*at..].trim().to_owned());
+            let rest = tokens
+                .get(next)
+                .map(|(at, _)| text[*at..].trim().to_owned());
             next = tokens.len();
             rest.map(|r| r.trim_matches('"').to_owned())
         } else {
@@ -359,7 +361,14 @@ fn command(
     match line.name.as_str() {
         "start" => {
             let text = bot.start.as_ref().map_or_else(
-                || format!("Hi {}! I am {}.\n\n{}", incoming.sender_name, bot.display_name, bot.help()),
+                || {
+                    format!(
+                        "Hi {}! I am {}.\n\n{}",
+                        incoming.sender_name,
+                        bot.display_name,
+                        bot.help()
+                    )
+                },
                 |start| start.render(&base),
             );
             Response::reply(MatchedBy::Command, "start", text)
@@ -374,14 +383,25 @@ fn command(
                     render_with(&dialogue.cancelled, &base, &state.answers),
                 )
             },
-            None => Response::reply(MatchedBy::Command, "cancel", "Nothing to cancel.".to_owned()),
+            None => Response::reply(
+                MatchedBy::Command,
+                "cancel",
+                "Nothing to cancel.".to_owned(),
+            ),
         },
         name => match bot.command(name) {
             Some(command) => match bind_args(&command.args, line.args) {
                 Ok(args) => {
                     let mut values = base;
                     values.extend(args);
-                    run_action(bot, &command.action, &values, now_ms, MatchedBy::Command, name)
+                    run_action(
+                        bot,
+                        &command.action,
+                        &values,
+                        now_ms,
+                        MatchedBy::Command,
+                        name,
+                    )
                 }
                 Err(problem) => Response::reply(
                     MatchedBy::Command,
@@ -418,12 +438,14 @@ fn continue_dialogue(
         });
     }
     let expect = &step.expect;
-    let checked = typed_value(text, expect.kind, &expect.choices, expect.min, expect.max)
-        .and_then(|value| match &expect.pattern {
-            Some(pattern) if !pattern.is_match(&value) => {
-                Err("that doesn't look right".to_owned())
+    let checked =
+        typed_value(text, expect.kind, &expect.choices, expect.min, expect.max).and_then(|value| {
+            match &expect.pattern {
+                Some(pattern) if !pattern.is_match(&value) => {
+                    Err("that doesn't look right".to_owned())
+                }
+                _ => Ok(value),
             }
-            _ => Ok(value),
         });
     let answer = match checked {
         Ok(answer) => answer,
@@ -438,7 +460,11 @@ fn continue_dialogue(
                     deadline_ms: deadline(dialogue, now_ms),
                     ..state.clone()
                 }),
-                ..Response::reply(MatchedBy::Dialogue, &dialogue.name, format!("{problem}. {again}"))
+                ..Response::reply(
+                    MatchedBy::Dialogue,
+                    &dialogue.name,
+                    format!("{problem}. {again}"),
+                )
             });
         }
     };
@@ -534,7 +560,14 @@ pub fn respond(
         if confidence >= intents.threshold
             && let Some(intent) = intents.items.get(index)
         {
-            let mut response = run_action(bot, &intent.action, &base, now_ms, MatchedBy::Intent, &intent.name);
+            let mut response = run_action(
+                bot,
+                &intent.action,
+                &base,
+                now_ms,
+                MatchedBy::Intent,
+                &intent.name,
+            );
             response.confidence = confidence;
             return response;
         }
@@ -600,13 +633,25 @@ bots:
     }
 
     fn say(bot: &Bot, text: &str, group: bool, state: Option<&DialogueState>) -> Response {
-        respond(bot, &Incoming { text, sender_name: "Ann", group }, state, 1_000)
+        respond(
+            bot,
+            &Incoming {
+                text,
+                sender_name: "Ann",
+                group,
+            },
+            state,
+            1_000,
+        )
     }
 
     #[test]
     fn commands_bind_typed_arguments_or_explain_usage() {
         let bot = bot();
-        assert_eq!(say(&bot, "/weather 3 New York", false, None).replies, ["3 days in New York"]);
+        assert_eq!(
+            say(&bot, "/weather 3 New York", false, None).replies,
+            ["3 days in New York"]
+        );
         assert_eq!(
             say(&bot, "/weather soon Paris", false, None).replies,
             ["Usage: /weather <days> <city...> — days: must be a whole number"]
@@ -621,38 +666,66 @@ bots:
     #[test]
     fn groups_need_addressing() {
         let bot = bot();
-        assert!(say(&bot, "/weather@other_bot 1 x", true, None).replies.is_empty());
-        assert_eq!(say(&bot, "/weather@pizza_bot 1 x", true, None).replies, ["1 days in x"]);
+        assert!(
+            say(&bot, "/weather@other_bot 1 x", true, None)
+                .replies
+                .is_empty()
+        );
+        assert_eq!(
+            say(&bot, "/weather@pizza_bot 1 x", true, None).replies,
+            ["1 days in x"]
+        );
         assert!(say(&bot, "/unknown", true, None).replies.is_empty());
         assert!(say(&bot, "how much is tea", true, None).replies.is_empty());
-        assert_eq!(say(&bot, "@pizza_bot how much is tea", true, None).replies, ["tea costs 5"]);
+        assert_eq!(
+            say(&bot, "@pizza_bot how much is tea", true, None).replies,
+            ["tea costs 5"]
+        );
     }
 
     #[test]
     fn a_dialogue_validates_branches_and_finishes() {
         let bot = bot();
         let started = say(&bot, "/order", false, None);
-        let DialogueChange::Set(state) = started.dialogue else { panic!() };
+        let DialogueChange::Set(state) = started.dialogue else {
+            panic!()
+        };
         let wrong = say(&bot, "medium", false, Some(&state));
         assert_eq!(wrong.replies, ["Choose one of: small, large. Size?"]);
         let small = say(&bot, "Small", false, Some(&state));
-        let DialogueChange::Set(state) = small.dialogue else { panic!() };
+        let DialogueChange::Set(state) = small.dialogue else {
+            panic!()
+        };
         assert_eq!(small.replies, ["How many?"]);
         let counted = say(&bot, "2", false, Some(&state));
-        let DialogueChange::Set(state) = counted.dialogue else { panic!() };
+        let DialogueChange::Set(state) = counted.dialogue else {
+            panic!()
+        };
         let done = say(&bot, "yes", false, Some(&state));
         assert_eq!(done.replies, ["Ordered small (2)"]);
         assert_eq!(done.dialogue, DialogueChange::Clear);
         // /cancel ends it; an expired state times out.
-        assert_eq!(say(&bot, "/cancel", false, Some(&state)).dialogue, DialogueChange::Clear);
-        let expired = DialogueState { deadline_ms: 0, ..state };
-        assert_eq!(say(&bot, "yes", false, Some(&expired)).dialogue, DialogueChange::Clear);
+        assert_eq!(
+            say(&bot, "/cancel", false, Some(&state)).dialogue,
+            DialogueChange::Clear
+        );
+        let expired = DialogueState {
+            deadline_ms: 0,
+            ..state
+        };
+        assert_eq!(
+            say(&bot, "yes", false, Some(&expired)).dialogue,
+            DialogueChange::Clear
+        );
     }
 
     #[test]
     fn command_lines_parse() {
         let line = parse_command("/Weather@Pizza_Bot 3 x").unwrap();
-        assert_eq!((line.name.as_str(), line.target.as_deref(), line.args), ("weather", Some("pizza_bot"), "3 x"));
+        assert_eq!(
+            (line.name.as_str(), line.target.as_deref(), line.args),
+            ("weather", Some("pizza_bot"), "3 x")
+        );
         assert!(parse_command("/").is_none());
         assert!(parse_command("not a command").is_none());
         assert_eq!(say(&bot(), "hmm", false, None).replies, ["Try /help"]);

@@ -172,7 +172,9 @@ mod tests {
     #[test]
     fn unrelated_text_scores_low() {
         let index = index();
-        let score = index.best("my cat sleeps on the sofa").map_or(0.0, |(_, s)| s);
+        let score = index
+            .best("my cat sleeps on the sofa")
+            .map_or(0.0, |(_, s)| s);
         assert!(score < 0.3, "{score}");
         assert!(index.best("").is_none());
     }

@@ -94,7 +94,10 @@ pub async fn serve(
     let users = Downstream::connect_lazy("users", &config.users_grpc_url, ClientConfig::default())?;
 
     let definitions = Arc::new(Definitions::open(&config.definitions));
-    let accounts = Arc::new(BotAccounts::new(auth.clone(), config.auth_service_token.clone()));
+    let accounts = Arc::new(BotAccounts::new(
+        auth.clone(),
+        config.auth_service_token.clone(),
+    ));
 
     let mut registry = Registry::with_prefix("bots");
     let rpc_metrics = RpcMetrics::default();

@@ -86,7 +86,10 @@ impl BotsService for BotsApi {
         }))
     }
 
-    async fn get_bot(&self, request: Request<GetBotRequest>) -> Result<Response<BotMessage>, Status> {
+    async fn get_bot(
+        &self,
+        request: Request<GetBotRequest>,
+    ) -> Result<Response<BotMessage>, Status> {
         self.authenticate(&request)?;
         let bot = self.find(&request.get_ref().name)?;
         Ok(Response::new(self.bot_message(&bot)))

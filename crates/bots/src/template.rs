@@ -30,11 +30,7 @@ impl Template {
                 .find("}}")
                 .ok_or_else(|| format!("unclosed placeholder after {:?}", &rest[..start]))?;
             let name = after[..end].trim();
-            if name.is_empty()
-                || !name
-                    .chars()
-                    .all(|c| c.is_ascii_alphanumeric() || c == '_')
-            {
+            if name.is_empty() || !name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
                 return Err(format!("invalid placeholder {{{{{}}}}}", &after[..end]));
             }
             parts.push(Part::Placeholder(name.to_owned()));

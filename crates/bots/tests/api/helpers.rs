@@ -94,7 +94,11 @@ impl TestApp {
         let users_queue = format!("{}.users", amqp.exchange.name);
         let bots_queue = format!("{}.bots", amqp.exchange.name);
         for queue in [&users_queue, &bots_queue] {
-            for name in [queue.clone(), format!("{queue}.retry"), format!("{queue}.dlq")] {
+            for name in [
+                queue.clone(),
+                format!("{queue}.retry"),
+                format!("{queue}.dlq"),
+            ] {
                 amqp.track_queue(name);
             }
         }
@@ -190,7 +194,10 @@ impl TestApp {
         self.bots = BotsServiceClient::new(channel(&service));
         self.bots_service = Some(service);
         wait_ready(self.bots_admin, "bots").await;
-        while !test_kit::queue_exists(&self.bots_config.queue).await.unwrap() {
+        while !test_kit::queue_exists(&self.bots_config.queue)
+            .await
+            .unwrap()
+        {
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
     }

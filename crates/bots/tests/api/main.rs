@@ -74,14 +74,24 @@ async fn a_command_round_trips_through_chat() {
     let chat = app.private_with(&ann, &bot).await;
 
     let reply = app.ask(&ann, &chat.id, &bot, "/weather 3 New York").await;
-    assert_eq!(reply.content, "3-day forecast for New York: sunny, ann (display)");
-    let usage = app.ask(&ann, &chat.id, &bot, "/weather tomorrow Oslo").await;
+    assert_eq!(
+        reply.content,
+        "3-day forecast for New York: sunny, ann (display)"
+    );
+    let usage = app
+        .ask(&ann, &chat.id, &bot, "/weather tomorrow Oslo")
+        .await;
     assert_eq!(
         usage.content,
         "Usage: /weather <days> <city...> — days: must be a whole number"
     );
     let help = app.ask(&ann, &chat.id, &bot, "/help").await;
-    assert!(help.content.contains("/weather <days> <city...> — Forecast for a city"), "{}", help.content);
+    assert!(
+        help.content
+            .contains("/weather <days> <city...> — Forecast for a city"),
+        "{}",
+        help.content
+    );
     let rule = app.ask(&ann, &chat.id, &bot, "thanks a lot").await;
     assert_eq!(rule.content, "You're welcome, ann (display)!");
     app.stop().await;
@@ -101,13 +111,23 @@ async fn groups_answer_only_addressed_commands_and_mentions() {
     let sent = app.send(&ann, &group.id, "/weather@other_bot Paris").await;
     let replies = app.replies(&ann, &group.id, &other, sent.seq, 1).await;
     assert_eq!(replies[0].content, "other: Paris");
-    assert_eq!(replies[0].reply_to, sent.id, "group replies quote the command");
+    assert_eq!(
+        replies[0].reply_to, sent.id,
+        "group replies quote the command"
+    );
 
-    let addressed = app.ask(&bob, &group.id, &weather, "/weather@weather_bot 2 Rome").await;
-    assert_eq!(addressed.content, "2-day forecast for Rome: sunny, bob (display)");
+    let addressed = app
+        .ask(&bob, &group.id, &weather, "/weather@weather_bot 2 Rome")
+        .await;
+    assert_eq!(
+        addressed.content,
+        "2-day forecast for Rome: sunny, bob (display)"
+    );
     // Plain text in a group needs a mention; with one, rules apply.
     let plain = app.send(&ann, &group.id, "thanks everyone").await;
-    let mentioned = app.ask(&ann, &group.id, &weather, "@weather_bot thanks!").await;
+    let mentioned = app
+        .ask(&ann, &group.id, &weather, "@weather_bot thanks!")
+        .await;
     assert_eq!(mentioned.content, "You're welcome, ann (display)!");
 
     let history = app.history(&ann, &group.id).await;
@@ -129,7 +149,10 @@ async fn a_three_step_dialogue_survives_a_restart() {
     let prompt = app.ask(&ann, &chat.id, &bot, "/order").await;
     assert_eq!(prompt.content, "Which size? small, medium or large");
     let invalid = app.ask(&ann, &chat.id, &bot, "huge").await;
-    assert_eq!(invalid.content, "Choose one of: small, medium, large. Which size? small, medium or large");
+    assert_eq!(
+        invalid.content,
+        "Choose one of: small, medium, large. Which size? small, medium or large"
+    );
     let count = app.ask(&ann, &chat.id, &bot, "Large").await;
     assert_eq!(count.content, "How many large pizzas?");
 
@@ -164,7 +187,11 @@ async fn intents_match_paraphrases_and_fall_back_below_the_threshold() {
         ("can you deliver food", "pizza"),
         ("i am hungry", "pizza"),
     ];
-    let unrelated = ["my cat sleeps on the sofa", "quantum chromodynamics lecture", "blue"];
+    let unrelated = [
+        "my cat sleeps on the sofa",
+        "quantum chromodynamics lecture",
+        "blue",
+    ];
     let mut bots = app.bots.clone();
     let mut preview = async |text: &str| {
         bots.preview(authed(
@@ -186,11 +213,17 @@ async fn intents_match_paraphrases_and_fall_back_below_the_threshold() {
         if answer.matched_by == "intent" && answer.matched_name == intent {
             correct += 1;
         } else {
-            println!("miss: {text:?} → {} {} ({:.2})", answer.matched_by, answer.matched_name, answer.confidence);
+            println!(
+                "miss: {text:?} → {} {} ({:.2})",
+                answer.matched_by, answer.matched_name, answer.confidence
+            );
         }
     }
     let accuracy = correct as f64 / labelled.len() as f64;
-    println!("intent accuracy: {correct}/{} = {accuracy:.2}", labelled.len());
+    println!(
+        "intent accuracy: {correct}/{} = {accuracy:.2}",
+        labelled.len()
+    );
     assert!(accuracy >= 0.8, "accuracy {accuracy:.2}");
     for text in unrelated {
         let answer = preview(text).await;
@@ -200,7 +233,9 @@ async fn intents_match_paraphrases_and_fall_back_below_the_threshold() {
     // And live: an intent that starts a dialogue.
     let bot = app.bot_user(&ann, "weather_bot").await;
     let chat = app.private_with(&ann, &bot).await;
-    let reply = app.ask(&ann, &chat.id, &bot, "I'd like to order a pizza please").await;
+    let reply = app
+        .ask(&ann, &chat.id, &bot, "I'd like to order a pizza please")
+        .await;
     assert_eq!(reply.content, "Which size? small, medium or large");
     app.stop().await;
 }
@@ -221,7 +256,10 @@ async fn hot_reload_applies_a_change_and_keeps_the_old_version_on_error() {
     assert!(before.last_error.is_empty());
 
     // A ConfigMap-style update: a new file swapped in under the same path.
-    let changed = BOTS.replace("      - name: order\n", "      - name: forecast\n        reply: \"soon\"\n      - name: order\n");
+    let changed = BOTS.replace(
+        "      - name: order\n",
+        "      - name: forecast\n        reply: \"soon\"\n      - name: order\n",
+    );
     let next = app.definitions.with_extension("next");
     std::fs::write(&next, &changed).unwrap();
     std::fs::rename(&next, &app.definitions).unwrap();
@@ -231,33 +269,57 @@ async fn hot_reload_applies_a_change_and_keeps_the_old_version_on_error() {
         if current.loaded_digest != before.loaded_digest {
             break;
         }
-        assert!(tokio::time::Instant::now() < deadline, "change never applied");
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "change never applied"
+        );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     let bot = app.bot_user(&ann, "weather_bot").await;
     let chat = app.private_with(&ann, &bot).await;
-    assert_eq!(app.ask(&ann, &chat.id, &bot, "/forecast").await.content, "soon");
+    assert_eq!(
+        app.ask(&ann, &chat.id, &bot, "/forecast").await.content,
+        "soon"
+    );
 
     // A broken file is rejected; the previous version stays in force.
-    std::fs::write(&app.definitions, changed.replace("{{days}}-day", "{{weeks}}-week")).unwrap();
+    std::fs::write(
+        &app.definitions,
+        changed.replace("{{days}}-day", "{{weeks}}-week"),
+    )
+    .unwrap();
     let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
     let rejected = loop {
         let current = status(&mut bots).await;
         if !current.last_error.is_empty() {
             break current;
         }
-        assert!(tokio::time::Instant::now() < deadline, "error never reported");
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "error never reported"
+        );
         tokio::time::sleep(Duration::from_millis(50)).await;
     };
     assert!(
-        rejected.last_error.contains("bots[weather_bot].commands[weather].reply"),
+        rejected
+            .last_error
+            .contains("bots[weather_bot].commands[weather].reply"),
         "{}",
         rejected.last_error
     );
-    assert_eq!(app.ask(&ann, &chat.id, &bot, "/forecast").await.content, "soon");
+    assert_eq!(
+        app.ask(&ann, &chat.id, &bot, "/forecast").await.content,
+        "soon"
+    );
     let ready = app.readyz().await;
     assert_eq!(ready["ready"], true, "{ready}");
-    assert!(ready["notes"]["definitions"].as_str().unwrap().contains("unknown placeholder"), "{ready}");
+    assert!(
+        ready["notes"]["definitions"]
+            .as_str()
+            .unwrap()
+            .contains("unknown placeholder"),
+        "{ready}"
+    );
     let metrics = test_kit::http()
         .get(format!("http://{}/metrics", app.bots_admin))
         .send()
@@ -288,8 +350,11 @@ async fn a_redelivered_event_produces_one_reply() {
     app.replies(&ann, &chat.id, &bot, sent.seq, 1).await;
     // The very event chat published for Ann's message, delivered again.
     let event = loop {
-        let event = next_event(&mut created, Duration::from_secs(10)).await.unwrap();
-        if matches!(&event.payload, Some(proto::EventPayload::MessageCreated(m)) if m.message.as_ref().unwrap().id == sent.id) {
+        let event = next_event(&mut created, Duration::from_secs(10))
+            .await
+            .unwrap();
+        if matches!(&event.payload, Some(proto::EventPayload::MessageCreated(m)) if m.message.as_ref().unwrap().id == sent.id)
+        {
             break event;
         }
     };
@@ -349,7 +414,8 @@ async fn a_webhook_bot_gets_signed_requests_and_its_reply_is_posted() {
     let addr = listener.local_addr().unwrap();
     tokio::spawn(async move { axum::serve(listener, server).await });
 
-    let secret_file = std::env::temp_dir().join(format!("hook-secret-{}", test_kit::unique_suffix()));
+    let secret_file =
+        std::env::temp_dir().join(format!("hook-secret-{}", test_kit::unique_suffix()));
     std::fs::write(&secret_file, format!("{secret}\n")).unwrap();
     let definitions = format!(
         "bots:\n  - name: hook_bot\n    webhook:\n      url: http://{addr}/hook\n      secretFile: {}\n      timeoutMs: 2000\n",
@@ -372,10 +438,12 @@ async fn a_webhook_bot_gets_signed_requests_and_its_reply_is_posted() {
     // The bot showed typing while the webhook worked, then stopped.
     let mut seen = Vec::new();
     while seen.len() < 2 {
-        let event = next_event(&mut typing, Duration::from_secs(10)).await.expect("typing events");
+        let event = next_event(&mut typing, Duration::from_secs(10))
+            .await
+            .expect("typing events");
         if let Some(proto::EventPayload::TypingChanged(t)) = event.payload {
             assert_eq!(t.user_id, bot);
-            assert_eq!(t.recipient_ids, [ann.id.clone()]);
+            assert_eq!(t.recipient_ids, std::slice::from_ref(&ann.id));
             seen.push(t.typing);
         }
     }
