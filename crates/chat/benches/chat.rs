@@ -236,6 +236,7 @@ async fn send_with_receipts(
                         MarkRequest {
                             conversation_id: group.into(),
                             up_to_seq: message.seq,
+                            ..Default::default()
                         },
                         &m.token,
                     );
@@ -321,6 +322,7 @@ async fn ours_receipts(
                     MarkRequest {
                         conversation_id: group.into(),
                         up_to_seq: up_to,
+                        ..Default::default()
                     },
                     &member.token,
                 ))

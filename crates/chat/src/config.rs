@@ -30,6 +30,11 @@ pub struct Config {
     /// effect within this time).
     #[arg(long, env = "USERS_CACHE_TTL", default_value = "5s", value_parser = parse_duration)]
     pub users_cache_ttl: Duration,
+    /// Credential the gateway presents (`x-service-token`) to mark messages
+    /// delivered on a user's behalf when that user's socket acknowledged
+    /// them. Unset: only users themselves mark deliveries.
+    #[arg(long, env = "CHAT_SERVICE_TOKEN", value_parser = service_kit::config::parse_secret)]
+    pub service_token: Option<secrecy::SecretString>,
     /// Most members a group may have.
     #[arg(long, env = "MAX_GROUP_MEMBERS", default_value_t = 1000)]
     pub max_group_members: u32,

@@ -100,6 +100,7 @@ pub async fn serve(
         relay,
         receipts: Arc::new(ReceiptCoalescer::default()),
         max_group_members: config.max_group_members,
+        service_token: config.service_token.clone(),
     });
     let admin_task = admin::spawn(
         admin_listener,

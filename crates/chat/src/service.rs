@@ -65,6 +65,8 @@ pub struct ChatState {
     pub relay: MongoOutboxRelay,
     pub receipts: Arc<ReceiptCoalescer>,
     pub max_group_members: u32,
+    /// The gateway's credential for marking deliveries on users' behalf.
+    pub service_token: Option<secrecy::SecretString>,
 }
 
 #[derive(Debug, Clone)]
@@ -1572,7 +1574,25 @@ impl ChatService for ChatApi {
         &self,
         request: Request<MarkRequest>,
     ) -> Result<Response<ReceiptState>, Status> {
+        if service_kit::token::has_service_credential(
+            request.metadata(),
+            self.state.service_token.as_ref(),
+        ) {
+            let input = request.into_inner();
+            let caller = Caller {
+                id: parse_id(&input.user_id, "user_id")?,
+                token: String::new(),
+            };
+            return self
+                .mark(&caller, input, false)
+                .await
+                .map(Response::new)
+                .map_err(Status::from);
+        }
         self.handle(request, |caller, input| async move {
+            if !input.user_id.is_empty() && input.user_id != caller.id {
+                return Err(ApiError::permission_denied("user_id must be the caller").into());
+            }
             self.mark(&caller, input, false).await
         })
         .await

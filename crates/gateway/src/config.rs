@@ -39,6 +39,11 @@ pub struct Config {
     /// with each user's own token, which stops working when it expires.
     #[arg(long, env = "USERS_SERVICE_TOKEN", value_parser = parse_secret)]
     pub users_service_token: Option<SecretString>,
+    /// Credential for marking messages delivered on users' behalf when their
+    /// sockets acknowledge them (`CHAT_SERVICE_TOKEN` there). Unset: only
+    /// clients' own `message:delivered` events move delivered receipts.
+    #[arg(long, env = "CHAT_SERVICE_TOKEN", value_parser = parse_secret)]
+    pub chat_service_token: Option<SecretString>,
     /// How often connected sockets renew their user's presence (keep it well
     /// under users' PRESENCE_TTL).
     #[arg(long, env = "PRESENCE_HEARTBEAT", default_value = "20s", value_parser = parse_duration)]

@@ -4,6 +4,7 @@
 //! an OpenAPI document generated from the handlers and Swagger UI at `/docs`.
 
 pub mod config;
+pub mod delivery;
 pub mod extract;
 pub mod rate_limit;
 pub mod realtime;
@@ -199,11 +200,34 @@ pub async fn serve(
             async move { downstream.health_check().await }
         });
     }
-    readiness.add("redis", move || {
-        service_kit::stores::redis_check(redis_connection.clone())
-    });
+    {
+        let redis = redis_connection.clone();
+        readiness.add("redis", move || {
+            service_kit::stores::redis_check(redis.clone())
+        });
+    }
+    let deliveries = match &config.chat_service_token {
+        Some(token) => {
+            let credential = tonic::metadata::MetadataValue::try_from(token.expose_secret())
+                .context("CHAT_SERVICE_TOKEN is not a valid header value")?;
+            let directory = delivery::SocketDirectory::new(
+                redis_connection.clone(),
+                &config.redis.key_prefix,
+                config.presence_heartbeat * 3,
+            );
+            let (tracker, marker) =
+                delivery::DeliveryTracker::new(directory, services.chat.clone(), credential);
+            shutdown.spawn(marker);
+            Some(tracker)
+        }
+        None => {
+            tracing::info!("CHAT_SERVICE_TOKEN unset: socket acks do not mark messages delivered");
+            None
+        }
+    };
     let state = AppState::new(services);
     let realtime_state = realtime::RealtimeState {
+        deliveries: deliveries.clone(),
         app: state.clone(),
         instance: std::env::var("HOSTNAME")
             .unwrap_or_else(|_| uuid::Uuid::new_v4().to_string())
@@ -233,7 +257,10 @@ pub async fn serve(
         broker.clone(),
         Exchange::new(&config.amqp.exchange),
         ConsumerSpec::new(config.fanout_queue.clone(), realtime::FANOUT_EVENTS),
-        Arc::new(realtime::Fanout { io: io.clone() }),
+        Arc::new(realtime::Fanout {
+            io: io.clone(),
+            deliveries,
+        }),
         shutdown.clone(),
     ));
 

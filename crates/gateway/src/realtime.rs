@@ -22,6 +22,7 @@ use socketioxide::adapter::Adapter;
 use socketioxide::extract::{AckSender, SocketRef, State, TryData};
 use socketioxide::handler::ConnectHandler;
 
+use crate::delivery::{self, DeliveryTracker};
 use crate::extract::Caller;
 use crate::rest::chat::{SendMessage, message_dto, send_request};
 use crate::rest::rpc;
@@ -40,6 +41,8 @@ pub struct RealtimeState {
     pub instance: Arc<str>,
     /// users' service credential, if configured.
     pub service_token: Option<Arc<str>>,
+    /// Marks deliveries from socket acks (when chat's credential is configured).
+    pub deliveries: Option<DeliveryTracker>,
 }
 
 #[derive(Debug, Deserialize, Default)]
@@ -211,6 +214,7 @@ async fn on_mark(
     let request = chat_grpc::MarkRequest {
         conversation_id: event.conversation_id,
         up_to_seq: event.up_to_seq,
+        ..Default::default()
     };
     let receipt = rpc(
         &state.app.chat,
@@ -409,6 +413,13 @@ pub async fn heartbeat(
             .into_iter()
             .filter_map(|socket| caller(&socket).map(|me| (me, socket.id.to_string())))
             .collect();
+        if let Some(deliveries) = &state.deliveries {
+            let entries: Vec<(String, String)> = sockets
+                .iter()
+                .map(|(me, id)| (id.clone(), me.user_id.clone()))
+                .collect();
+            deliveries.directory.register(&entries).await;
+        }
         futures::stream::iter(sockets)
             .for_each_concurrent(32, |(me, id)| {
                 let state = &state;
@@ -482,6 +493,9 @@ async fn on_connect<A: Adapter>(
     );
     socket.on_disconnect(
         async |socket: SocketRef<A>, State(state): State<RealtimeState>| {
+            if let Some(deliveries) = &state.deliveries {
+                deliveries.directory.forget(&socket.id.to_string()).await;
+            }
             if let Some(me) = caller(&socket) {
                 presence(
                     &state,
@@ -493,6 +507,12 @@ async fn on_connect<A: Adapter>(
             }
         },
     );
+    if let Some(deliveries) = &state.deliveries {
+        deliveries
+            .directory
+            .register(&[(socket.id.to_string(), me.user_id.clone())])
+            .await;
+    }
     presence(&state, &me, socket.id.to_string(), PresenceCall::Connected).await;
 }
 
@@ -620,6 +640,7 @@ pub const FANOUT_EVENTS: &[&str] = &[
 #[derive(Debug)]
 pub struct Fanout<A: Adapter> {
     pub io: SocketIo<A>,
+    pub deliveries: Option<DeliveryTracker>,
 }
 
 impl<A: Adapter> EventHandler for Fanout<A> {
@@ -631,6 +652,28 @@ impl<A: Adapter> EventHandler for Fanout<A> {
             return Ok(());
         };
         if rooms.is_empty() {
+            return Ok(());
+        }
+        if let (Some(deliveries), "message:new") = (&self.deliveries, event) {
+            // Ask recipients' clients to acknowledge: their ack is "delivered".
+            let acks = self
+                .io
+                .to(rooms)
+                .timeout(delivery::ACK_TIMEOUT)
+                .emit_with_ack::<_, Value>(event, &body)
+                .await
+                .map_err(|error| HandlerError::Transient(format!("broadcast failed: {error}")))?;
+            tokio::spawn(delivery::follow_acks(
+                acks,
+                self.io.clone(),
+                deliveries.clone(),
+                body["conversation_id"]
+                    .as_str()
+                    .unwrap_or_default()
+                    .to_owned(),
+                body["seq"].as_u64().unwrap_or_default(),
+                |socket: &SocketRef<A>| caller(socket).map(|me| me.user_id),
+            ));
             return Ok(());
         }
         self.io

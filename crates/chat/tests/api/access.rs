@@ -77,6 +77,7 @@ async fn non_members_are_denied_every_operation() {
             MarkRequest {
                 conversation_id: id.clone(),
                 up_to_seq: 1,
+                ..Default::default()
             },
             &token,
         );

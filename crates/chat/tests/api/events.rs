@@ -84,6 +84,7 @@ async fn every_change_publishes_its_event_after_it_is_stored() {
         MarkRequest {
             conversation_id: group.id.clone(),
             up_to_seq: 1,
+            ..Default::default()
         },
         &owner.token,
     ))
@@ -101,6 +102,7 @@ async fn every_change_publishes_its_event_after_it_is_stored() {
         MarkRequest {
             conversation_id: group.id.clone(),
             up_to_seq: 1,
+            ..Default::default()
         },
         &owner.token,
     ))

@@ -18,6 +18,7 @@ async fn mark(
         MarkRequest {
             conversation_id: conversation_id.into(),
             up_to_seq: up_to,
+            ..Default::default()
         },
         &user.token,
     );
@@ -184,11 +185,27 @@ async fn group_receipts_count_readers_and_respect_privacy() {
                 MarkRequest {
                     conversation_id: "x".into(),
                     up_to_seq: 1,
+                    ..Default::default()
                 },
                 &bob.token,
             ))
             .await,
         ErrorCode::InvalidArgument,
+    );
+    // Only a service with chat's credential marks deliveries for others.
+    assert_status(
+        app.chat
+            .clone()
+            .mark_delivered(authed(
+                MarkRequest {
+                    conversation_id: group.id.clone(),
+                    up_to_seq: 1,
+                    user_id: shy.id.clone(),
+                },
+                &bob.token,
+            ))
+            .await,
+        ErrorCode::PermissionDenied,
     );
     app.stop().await;
 }

@@ -689,6 +689,7 @@ pub async fn mark_read(
     let request = grpc::MarkRequest {
         conversation_id: id,
         up_to_seq: input.up_to_seq,
+        ..Default::default()
     };
     let state = rpc(
         &state.chat,

@@ -26,7 +26,7 @@ pub struct TestApp {
     services: Vec<SpawnedService>,
 }
 
-/// The credential gateway and users share in these tests.
+/// The credential gateway, users and chat share in these tests.
 const SERVICE_TOKEN: &str = "gateway-test-service-credential";
 
 pub struct Options {
@@ -137,6 +137,7 @@ impl TestApp {
             jwks_from_auth,
             format!("--users-grpc-url={}", users.http_url()),
             "--users-cache-ttl=100ms".to_owned(),
+            format!("--service-token={SERVICE_TOKEN}"),
             "--shutdown-grace=2s".to_owned(),
         ])
         .unwrap();
@@ -186,6 +187,7 @@ impl TestApp {
                 format!("--auth-rate-limit={}", options.auth_rate_limit),
                 format!("--send-rate-limit={}", options.send_rate_limit),
                 format!("--users-service-token={SERVICE_TOKEN}"),
+                format!("--chat-service-token={SERVICE_TOKEN}"),
                 format!("--presence-heartbeat={}", options.presence_heartbeat),
                 "--shutdown-grace=2s".to_owned(),
             ])

@@ -1,0 +1,259 @@
+//! "Delivered" from socket acknowledgements. `message:new` is emitted with
+//! an ack request; when a recipient's client acknowledges it, the gateway
+//! moves that user's delivered watermark in chat (`MarkDelivered`, with
+//! chat's service credential on the user's behalf: sockets outlive access
+//! tokens).
+//!
+//! Acks come back as socket ids, also from sockets on other replicas
+//! (through the Redis adapter), so each replica records `socket id → user`
+//! in Redis for its sockets (renewed with the presence heartbeat). Acks are
+//! coalesced per (user, conversation) over a short window, so a burst of
+//! messages costs one call per reader, and chat's receipt coalescer merges
+//! what is left.
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use futures::StreamExt as _;
+use proto::chat::v1::MarkRequest;
+use proto::chat::v1::chat_service_client::ChatServiceClient;
+use service_kit::grpc::{CallKind, Downstream};
+use tokio::sync::mpsc;
+
+/// How long the gateway waits for a client's ack of `message:new`.
+pub const ACK_TIMEOUT: Duration = Duration::from_secs(10);
+/// Acks gathered before one round of `MarkDelivered` calls.
+const COALESCE_WINDOW: Duration = Duration::from_millis(100);
+const MAX_BATCH: usize = 1_000;
+/// Concurrent `MarkDelivered` calls per round.
+const CALLS_IN_FLIGHT: usize = 16;
+
+/// `socket id → user id` for every connected socket of every replica.
+#[derive(Clone)]
+pub struct SocketDirectory {
+    redis: redis::aio::ConnectionManager,
+    prefix: String,
+    ttl: Duration,
+}
+
+impl std::fmt::Debug for SocketDirectory {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SocketDirectory")
+            .field("prefix", &self.prefix)
+            .finish_non_exhaustive()
+    }
+}
+
+impl SocketDirectory {
+    /// Entries expire after `ttl` unless renewed (a crashed replica's
+    /// sockets disappear by themselves).
+    pub fn new(redis: redis::aio::ConnectionManager, prefix: &str, ttl: Duration) -> Self {
+        Self {
+            redis,
+            prefix: format!("{prefix}sockets:"),
+            ttl,
+        }
+    }
+
+    fn key(&self, socket_id: &str) -> String {
+        format!("{}{socket_id}", self.prefix)
+    }
+
+    /// Records (or renews) `(socket id, user id)` pairs in one round trip.
+    pub async fn register(&self, entries: &[(String, String)]) {
+        if entries.is_empty() {
+            return;
+        }
+        let mut pipe = redis::pipe();
+        let seconds = self.ttl.as_secs().max(1);
+        for (socket, user) in entries {
+            pipe.cmd("SET")
+                .arg(self.key(socket))
+                .arg(user)
+                .arg("EX")
+                .arg(seconds)
+                .ignore();
+        }
+        let mut redis = self.redis.clone();
+        if let Err(error) = pipe.query_async::<()>(&mut redis).await {
+            tracing::warn!(%error, "could not record sockets in Redis");
+        }
+    }
+
+    pub async fn forget(&self, socket_id: &str) {
+        let mut redis = self.redis.clone();
+        if let Err(error) = redis::cmd("DEL")
+            .arg(self.key(socket_id))
+            .query_async::<()>(&mut redis)
+            .await
+        {
+            tracing::debug!(%error, "could not forget a socket");
+        }
+    }
+
+    pub async fn user_of(&self, socket_id: &str) -> Option<String> {
+        let mut redis = self.redis.clone();
+        redis::cmd("GET")
+            .arg(self.key(socket_id))
+            .query_async::<Option<String>>(&mut redis)
+            .await
+            .ok()
+            .flatten()
+    }
+}
+
+/// One acknowledged message: `user` has it, up to `seq`, in `conversation`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Delivered {
+    pub user_id: String,
+    pub conversation_id: String,
+    pub seq: u64,
+}
+
+/// Where acknowledgements go; cheap to clone.
+#[derive(Debug, Clone)]
+pub struct DeliveryTracker {
+    pub directory: SocketDirectory,
+    sender: mpsc::UnboundedSender<Delivered>,
+}
+
+impl DeliveryTracker {
+    /// The tracker, and the task that marks deliveries in chat.
+    pub fn new(
+        directory: SocketDirectory,
+        chat: Downstream,
+        credential: tonic::metadata::MetadataValue<tonic::metadata::Ascii>,
+    ) -> (Self, impl Future<Output = ()> + Send) {
+        let (sender, receiver) = mpsc::unbounded_channel();
+        (
+            Self { directory, sender },
+            mark_delivered(receiver, chat, credential),
+        )
+    }
+
+    pub fn acknowledged(&self, delivered: Delivered) {
+        let _ = self.sender.send(delivered);
+    }
+}
+
+/// Keeps the highest seq per (user, conversation).
+fn coalesce(batch: Vec<Delivered>) -> Vec<Delivered> {
+    let mut highest: HashMap<(String, String), u64> = HashMap::new();
+    for item in batch {
+        let seq = highest
+            .entry((item.user_id, item.conversation_id))
+            .or_default();
+        *seq = (*seq).max(item.seq);
+    }
+    highest
+        .into_iter()
+        .map(|((user_id, conversation_id), seq)| Delivered {
+            user_id,
+            conversation_id,
+            seq,
+        })
+        .collect()
+}
+
+async fn mark_delivered(
+    mut receiver: mpsc::UnboundedReceiver<Delivered>,
+    chat: Downstream,
+    credential: tonic::metadata::MetadataValue<tonic::metadata::Ascii>,
+) {
+    // Ends when every tracker is dropped (the fan-out stopped).
+    while let Some(first) = receiver.recv().await {
+        let mut batch = vec![first];
+        let window = tokio::time::sleep(COALESCE_WINDOW);
+        tokio::pin!(window);
+        while batch.len() < MAX_BATCH {
+            tokio::select! {
+                () = &mut window => break,
+                item = receiver.recv() => match item {
+                    Some(item) => batch.push(item),
+                    None => break,
+                },
+            }
+        }
+        futures::stream::iter(coalesce(batch))
+            .for_each_concurrent(CALLS_IN_FLIGHT, |delivered| {
+                let chat = &chat;
+                let credential = credential.clone();
+                async move {
+                    let request = MarkRequest {
+                        conversation_id: delivered.conversation_id,
+                        up_to_seq: delivered.seq,
+                        user_id: delivered.user_id,
+                    };
+                    let result = chat
+                        .call(CallKind::Idempotent, None, request, |channel, mut request| {
+                            request.metadata_mut().insert(
+                                service_kit::token::SERVICE_TOKEN_HEADER,
+                                credential.clone(),
+                            );
+                            async move { ChatServiceClient::new(channel).mark_delivered(request).await }
+                        })
+                        .await;
+                    if let Err(status) = result {
+                        tracing::warn!(code = ?status.code(), message = status.message(), "could not mark a delivery");
+                    }
+                }
+            })
+            .await;
+    }
+}
+
+/// Follows the acks of one emitted message until they are all in (or time out).
+pub async fn follow_acks<A: socketioxide::adapter::Adapter>(
+    acks: socketioxide::ack::AckStream<serde_json::Value, A>,
+    io: socketioxide::SocketIo<A>,
+    tracker: DeliveryTracker,
+    conversation_id: String,
+    seq: u64,
+    local_user: impl Fn(&socketioxide::extract::SocketRef<A>) -> Option<String>,
+) {
+    let mut acks = std::pin::pin!(acks);
+    while let Some((socket_id, result)) = acks.next().await {
+        if result.is_err() {
+            continue;
+        }
+        let user = match io.get_socket(socket_id) {
+            Some(socket) => local_user(&socket),
+            None => tracker.directory.user_of(&socket_id.to_string()).await,
+        };
+        if let Some(user_id) = user {
+            tracker.acknowledged(Delivered {
+                user_id,
+                conversation_id: conversation_id.clone(),
+                seq,
+            });
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn acks_coalesce_to_the_highest_seq_per_reader_and_conversation() {
+        let item = |user: &str, conversation: &str, seq| Delivered {
+            user_id: user.into(),
+            conversation_id: conversation.into(),
+            seq,
+        };
+        let mut merged = coalesce(vec![
+            item("a", "c1", 3),
+            item("a", "c1", 5),
+            item("a", "c1", 4),
+            item("b", "c1", 2),
+            item("a", "c2", 1),
+        ]);
+        merged.sort_by(|x, y| {
+            (&x.user_id, &x.conversation_id).cmp(&(&y.user_id, &y.conversation_id))
+        });
+        assert_eq!(
+            merged,
+            [item("a", "c1", 5), item("a", "c2", 1), item("b", "c1", 2)]
+        );
+    }
+}
