@@ -172,6 +172,26 @@ struct SyncCheckpoint {
     last_seq: u64,
 }
 
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct PresenceEvent {
+    user_ids: Vec<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RefreshEvent {
+    token: String,
+}
+
+/// Most users one `presence:subscribe` names.
+const MAX_PRESENCE_SUBSCRIPTIONS: usize = 200;
+
+/// The room a user's presence changes are emitted to.
+pub fn presence_room(user_id: &str) -> String {
+    format!("presence:{user_id}")
+}
+
 fn chat(channel: tonic::transport::Channel) -> ChatServiceClient<tonic::transport::Channel> {
     ChatServiceClient::new(channel)
 }
@@ -235,6 +255,90 @@ async fn on_mark(
         "delivered_seq": receipt.delivered_seq,
         "read_seq": receipt.read_seq,
     }))
+}
+
+/// Subscribes the socket to the presence of the users whose privacy lets
+/// the caller see it (checked by users now; a later privacy change applies
+/// at the next subscribe), and answers with their current presence.
+async fn on_presence_subscribe<A: Adapter>(
+    socket: &SocketRef<A>,
+    state: &RealtimeState,
+    caller: &Caller,
+    data: Result<Value, impl std::fmt::Display>,
+) -> Result<Value, ApiError> {
+    let event: PresenceEvent = parse(data)?;
+    if event.user_ids.is_empty() || event.user_ids.len() > MAX_PRESENCE_SUBSCRIPTIONS {
+        return Err(ApiError::invalid(
+            "user_ids",
+            format!("user_ids must name 1-{MAX_PRESENCE_SUBSCRIPTIONS} users"),
+        ));
+    }
+    let response =
+        rpc(
+            &state.app.users,
+            CallKind::Idempotent,
+            Some(&caller.token),
+            proto::users::v1::GetPresenceRequest {
+                user_ids: event.user_ids,
+            },
+            |channel, request| async move {
+                UsersServiceClient::new(channel).get_presence(request).await
+            },
+        )
+        .await?;
+    let visible: Vec<&proto::users::v1::Presence> =
+        response.presences.iter().filter(|p| p.visible).collect();
+    socket.join(
+        visible
+            .iter()
+            .map(|p| presence_room(&p.user_id))
+            .collect::<Vec<_>>(),
+    );
+    Ok(json!({
+        "presences": visible.iter().map(|p| json!({
+            "user_id": p.user_id,
+            "online": p.online,
+            "last_seen_at": crate::rest::time(p.last_seen_at.as_ref()),
+        })).collect::<Vec<_>>(),
+    }))
+}
+
+fn on_presence_unsubscribe<A: Adapter>(
+    socket: &SocketRef<A>,
+    data: Result<Value, impl std::fmt::Display>,
+) -> Result<Value, ApiError> {
+    let event: PresenceEvent = parse(data)?;
+    socket.leave(
+        event
+            .user_ids
+            .iter()
+            .map(|id| presence_room(id))
+            .collect::<Vec<_>>(),
+    );
+    Ok(json!({}))
+}
+
+/// Replaces the socket's access token with a fresh one of the same user:
+/// sockets live longer than access tokens, and calls made for the socket
+/// (sends, receipts, sync) need a valid one.
+fn on_refresh<A: Adapter>(
+    socket: &SocketRef<A>,
+    state: &RealtimeState,
+    caller: &Caller,
+    data: Result<Value, impl std::fmt::Display>,
+) -> Result<Value, ApiError> {
+    let event: RefreshEvent = parse(data)?;
+    let claims = state.app.verifier.verify(&event.token)?;
+    if claims.sub.to_string() != caller.user_id {
+        return Err(ApiError::permission_denied(
+            "the new token belongs to another user; reconnect instead",
+        ));
+    }
+    socket.extensions.insert(Caller {
+        user_id: caller.user_id.clone(),
+        token: event.token,
+    });
+    Ok(json!({ "expires_at": claims.exp }))
 }
 
 /// Members read per ListMembers call (chat's maximum page).
@@ -481,6 +585,34 @@ async fn on_connect<A: Adapter>(
         );
     }
     socket.on(
+        "presence:subscribe",
+        async |socket: SocketRef<A>,
+               TryData(data): TryData<Value>,
+               ack: AckSender<A>,
+               State(state): State<RealtimeState>| {
+            if let Some(me) = caller(&socket) {
+                ack_result(ack, on_presence_subscribe(&socket, &state, &me, data).await);
+            }
+        },
+    );
+    socket.on(
+        "presence:unsubscribe",
+        async |socket: SocketRef<A>, TryData(data): TryData<Value>, ack: AckSender<A>| {
+            ack_result(ack, on_presence_unsubscribe(&socket, data));
+        },
+    );
+    socket.on(
+        "auth:refresh",
+        async |socket: SocketRef<A>,
+               TryData(data): TryData<Value>,
+               ack: AckSender<A>,
+               State(state): State<RealtimeState>| {
+            if let Some(me) = caller(&socket) {
+                ack_result(ack, on_refresh(&socket, &state, &me, data));
+            }
+        },
+    );
+    socket.on(
         "sync",
         async |socket: SocketRef<A>,
                TryData(data): TryData<Value>,
@@ -587,6 +719,12 @@ pub fn client_event(payload: EventPayload) -> Option<(&'static str, Value, Vec<S
             json!({ "conversation_id": typing.conversation_id, "user_id": typing.user_id, "typing": typing.typing }),
             rooms(&typing.recipient_ids),
         )),
+        EventPayload::PresenceChanged(presence) => Some((
+            "presence",
+            json!({ "user_id": presence.user_id, "online": presence.online,
+                    "last_seen_at": crate::rest::time(presence.last_seen_at.as_ref()) }),
+            vec![presence_room(&presence.user_id)],
+        )),
         EventPayload::MemberAdded(added) => Some((
             "conversation:updated",
             json!({ "conversation_id": added.conversation_id, "change": "member_added",
@@ -634,6 +772,7 @@ pub const FANOUT_EVENTS: &[&str] = &[
     "member.removed",
     "conversation.created",
     "conversation.updated",
+    "presence.changed",
 ];
 
 /// Consumes domain events and emits them to the recipients' rooms.

@@ -111,11 +111,13 @@ fn presence_message(user_id: Uuid, state: Option<&PresenceState>, visible: bool)
             user_id: user_id.to_string(),
             online: state.online,
             last_seen_at: state.last_seen.map(timestamp),
+            visible: true,
         },
         _ => Presence {
             user_id: user_id.to_string(),
             online: false,
             last_seen_at: None,
+            visible,
         },
     }
 }
