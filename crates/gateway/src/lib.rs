@@ -133,6 +133,28 @@ fn cors(origins: &[String]) -> CorsLayer {
         .expose_headers([REQUEST_ID, http::header::RETRY_AFTER])
 }
 
+/// One server span per request, continuing the caller's trace (W3C
+/// `traceparent`), so a request's gRPC calls and the events they cause
+/// share its trace id.
+fn http_span<B>(request: &http::Request<B>) -> tracing::Span {
+    let span = tracing::info_span!(
+        "http",
+        otel.kind = "server",
+        http.request.method = %request.method(),
+        url.path = %request.uri().path(),
+        request_id = request
+            .headers()
+            .get(REQUEST_ID)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or_default(),
+    );
+    service_kit::telemetry::set_remote_parent(
+        &span,
+        service_kit::telemetry::extract_http(request.headers()),
+    );
+    span
+}
+
 /// The HTTP application: REST routes, OpenAPI document, Swagger UI.
 pub fn router(state: AppState, config: &Config) -> Router {
     let api = Router::new()
@@ -148,7 +170,7 @@ pub fn router(state: AppState, config: &Config) -> Router {
         .layer(DefaultBodyLimit::max(config.max_body_bytes))
         .layer(cors(&config.cors_origins))
         .layer(PropagateRequestIdLayer::new(REQUEST_ID))
-        .layer(TraceLayer::new_for_http())
+        .layer(TraceLayer::new_for_http().make_span_with(http_span))
         .layer(SetRequestIdLayer::new(REQUEST_ID, MakeRequestUuid))
 }
 

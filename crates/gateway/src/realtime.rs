@@ -6,6 +6,8 @@
 
 use std::sync::Arc;
 
+use tracing::Instrument as _;
+
 use proto::EventPayload;
 use proto::chat::v1 as chat_grpc;
 use proto::chat::v1::chat_service_client::ChatServiceClient;
@@ -793,6 +795,23 @@ impl<A: Adapter> EventHandler for Fanout<A> {
         if rooms.is_empty() {
             return Ok(());
         }
+        let span = tracing::info_span!(
+            "socket.io emit",
+            otel.kind = "producer",
+            socketio.event = event,
+            socketio.rooms = rooms.len(),
+        );
+        self.emit(event, body, rooms).instrument(span).await
+    }
+}
+
+impl<A: Adapter> Fanout<A> {
+    async fn emit(
+        &self,
+        event: &'static str,
+        body: Value,
+        rooms: Vec<String>,
+    ) -> Result<(), HandlerError> {
         if let (Some(deliveries), "message:new") = (&self.deliveries, event) {
             // Ask recipients' clients to acknowledge: their ack is "delivered".
             let acks = self

@@ -23,8 +23,10 @@ use tokio::net::TcpListener;
 
 pub mod clients;
 mod proxy;
+mod spans;
 pub use clients::{authed, http, next_event, wait_ready};
 pub use proxy::TcpProxy;
+pub use spans::{RecordedSpan, spans_of_trace};
 
 fn env_or(name: &str, default: &str) -> String {
     std::env::var(name).unwrap_or_else(|_| default.to_owned())
@@ -55,13 +57,29 @@ pub fn unique_suffix() -> String {
     uuid::Uuid::new_v4().simple().to_string()[..16].to_owned()
 }
 
-/// Installs a test log subscriber once (`RUST_LOG` to see more).
+/// Installs the test subscriber once: log lines filtered by `RUST_LOG`
+/// (default `warn`), and every INFO span recorded through OpenTelemetry
+/// into memory, so tests can check what one trace crossed
+/// ([`spans_of_trace`]).
 pub fn init_tracing() {
-    let _ = tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "warn".into()),
-        )
+    use opentelemetry::trace::TracerProvider as _;
+    use tracing_subscriber::Layer as _;
+    use tracing_subscriber::layer::SubscriberExt as _;
+    use tracing_subscriber::util::SubscriberInitExt as _;
+    let provider = opentelemetry_sdk::trace::SdkTracerProvider::builder()
+        .with_simple_exporter(spans::MemoryExporter)
+        .build();
+    let logs = tracing_subscriber::fmt::layer()
         .with_test_writer()
+        .with_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "warn".into()),
+        );
+    let traces = tracing_opentelemetry::layer()
+        .with_tracer(provider.tracer("tests"))
+        .with_filter(tracing_subscriber::filter::LevelFilter::INFO);
+    let _ = tracing_subscriber::registry()
+        .with(logs)
+        .with(traces)
         .try_init();
 }
 

@@ -382,3 +382,72 @@ async fn rate_limits_trigger_and_recover() {
     assert_eq!(status, StatusCode::CREATED, "recovered");
     app.stop().await;
 }
+
+/// One trace, started by the client's `traceparent`, runs through the
+/// gateway's HTTP span, chat's gRPC span, RabbitMQ (the event carries the
+/// trace) and the fan-out consumer's Socket.IO emit.
+#[tokio::test]
+async fn one_trace_spans_http_grpc_rabbitmq_and_the_socketio_emit() {
+    let app = TestApp::spawn().await;
+    let (_, alice) = app.user("alice").await;
+    let (bob, _) = app.user("bob").await;
+    let (status, conversation) = app
+        .call(
+            Method::POST,
+            "/api/v1/conversations/private",
+            Some(&alice),
+            Some(json!({ "peer_id": bob })),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    let trace_id = format!("{:032x}", uuid::Uuid::new_v4().as_u128());
+    let response = app
+        .http
+        .post(app.url(&format!(
+            "/api/v1/conversations/{}/messages",
+            conversation["id"].as_str().unwrap()
+        )))
+        .bearer_auth(&alice)
+        .header("traceparent", format!("00-{trace_id}-00f067aa0ba902b7-01"))
+        .json(&json!({ "content": "traced" }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::CREATED);
+
+    let attribute = |span: &test_kit::RecordedSpan, key: &str| {
+        span.attributes
+            .iter()
+            .find(|(k, _)| k == key)
+            .map(|(_, v)| v.clone())
+            .unwrap_or_default()
+    };
+    let wanted = |spans: &[test_kit::RecordedSpan]| {
+        let has = |name: &str, check: &dyn Fn(&test_kit::RecordedSpan) -> bool| {
+            spans.iter().any(|s| s.name == name && check(s))
+        };
+        has("http", &|s| {
+            s.kind == "Server" && attribute(s, "url.path").ends_with("/messages")
+        }) && has("rpc", &|s| {
+            s.kind == "Server" && attribute(s, "rpc.method").ends_with("/SendMessage")
+        }) && has("event", &|s| {
+            s.kind == "Consumer" && attribute(s, "event.type") == "message.created"
+        }) && has("socket.io emit", &|s| {
+            s.kind == "Producer" && attribute(s, "socketio.event") == "message:new"
+        })
+    };
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(15);
+    loop {
+        let spans = test_kit::spans_of_trace(&trace_id);
+        if wanted(&spans) {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "trace {trace_id} is missing a hop: {:#?}",
+            spans.iter().map(|s| (&s.name, &s.kind)).collect::<Vec<_>>()
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    app.stop().await;
+}
