@@ -286,7 +286,9 @@ pub async fn serve(
         shutdown.clone(),
     ));
 
-    let app = router(state, &config).layer(socket_layer);
+    let app = router(state, &config)
+        .layer(socket_layer)
+        .layer(axum::middleware::map_request(detach_from_read_buffer));
     let admin_task = admin::spawn(
         admin_listener,
         AdminState {
@@ -312,6 +314,29 @@ pub async fn serve(
         .context("admin server")?;
     tracing::info!("gateway stopped");
     Ok(())
+}
+
+/// Gives a Socket.IO request its own copies of the URI and header values.
+///
+/// hyper parses them as slices of the connection's read buffer (8-16 KB),
+/// and Socket.IO keeps every socket's request parts for its lifetime, so
+/// without copies each idle socket would pin that whole buffer (measured
+/// with heaptrack: ~16 KB of a 28 KB socket). The copies take ~1 KB.
+async fn detach_from_read_buffer(request: axum::extract::Request) -> axum::extract::Request {
+    if !request.uri().path().starts_with("/socket.io") {
+        return request;
+    }
+    let (mut parts, body) = request.into_parts();
+    if let Ok(uri) = parts.uri.to_string().parse() {
+        parts.uri = uri;
+    }
+    for value in parts.headers.values_mut() {
+        if let Ok(mut copy) = http::HeaderValue::from_bytes(value.as_bytes()) {
+            copy.set_sensitive(value.is_sensitive());
+            *value = copy;
+        }
+    }
+    axum::extract::Request::from_parts(parts, body)
 }
 
 /// Socket.IO over the Redis adapter (RESP3), its channels under this
