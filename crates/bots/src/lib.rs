@@ -6,14 +6,13 @@
 pub mod accounts;
 pub mod config;
 pub mod consumer;
-pub mod definition;
 pub mod dialogues;
 pub mod engine;
-pub mod intent;
 pub mod reload;
 pub mod service;
-pub mod template;
 pub mod webhook;
+
+pub use bot_definition::{definition, intent, template};
 
 use std::sync::Arc;
 use std::time::Duration;

@@ -11,19 +11,20 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use regex::Regex;
+use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 use crate::intent::IntentIndex;
 use crate::template::Template;
 
-#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Deserialize, Serialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct DefinitionsFile {
     #[serde(default)]
     pub bots: Vec<BotSpec>,
 }
 
-#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Deserialize, Serialize, JsonSchema)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct BotSpec {
     /// The bot's username: 3-32 characters, lowercase letters, digits, `_`.
@@ -53,7 +54,7 @@ pub struct BotSpec {
     pub webhook: Option<WebhookSpec>,
 }
 
-#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Deserialize, Serialize, JsonSchema)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct CommandSpec {
     pub name: String,
@@ -69,7 +70,7 @@ pub struct CommandSpec {
     pub dialogue: Option<String>,
 }
 
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize, JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum ValueType {
     #[default]
@@ -80,7 +81,7 @@ pub enum ValueType {
     Choice,
 }
 
-#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Deserialize, Serialize, JsonSchema)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct ArgSpec {
     pub name: String,
@@ -103,7 +104,7 @@ fn yes() -> bool {
     true
 }
 
-#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Deserialize, Serialize, JsonSchema)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct RuleSpec {
     pub name: String,
@@ -116,7 +117,7 @@ pub struct RuleSpec {
     pub reply: String,
 }
 
-#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Deserialize, Serialize, JsonSchema)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct DialogueSpec {
     pub name: String,
@@ -138,7 +139,7 @@ fn default_dialogue_timeout() -> u64 {
     600
 }
 
-#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Deserialize, Serialize, JsonSchema)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct StepSpec {
     pub id: String,
@@ -156,7 +157,7 @@ pub struct StepSpec {
     pub branches: Vec<BranchSpec>,
 }
 
-#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Deserialize, Serialize, JsonSchema)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct ExpectSpec {
     #[serde(default, rename = "type")]
@@ -172,14 +173,14 @@ pub struct ExpectSpec {
     pub pattern: Option<String>,
 }
 
-#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Deserialize, Serialize, JsonSchema)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct BranchSpec {
     pub when: String,
     pub goto: String,
 }
 
-#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Deserialize, Serialize, JsonSchema)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct IntentsSpec {
     /// Minimum similarity (0-1) to accept the best intent.
@@ -192,7 +193,7 @@ fn default_threshold() -> f32 {
     0.45
 }
 
-#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Deserialize, Serialize, JsonSchema)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct IntentSpec {
     pub name: String,
@@ -203,7 +204,7 @@ pub struct IntentSpec {
     pub dialogue: Option<String>,
 }
 
-#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Deserialize, Serialize, JsonSchema)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct WebhookSpec {
     pub url: String,
@@ -358,7 +359,7 @@ pub struct Intents {
 
 #[derive(Debug, Clone)]
 pub struct Webhook {
-    pub url: reqwest::Url,
+    pub url: url::Url,
     /// Where the secret comes from (read when calling, so a rotated Secret applies).
     pub secret: SecretSource,
     pub timeout: Duration,
@@ -744,7 +745,7 @@ fn compile_dialogue(path: &str, spec: &DialogueSpec) -> Result<Dialogue, Definit
 }
 
 fn compile_webhook(path: &str, spec: &WebhookSpec) -> Result<Webhook, DefinitionError> {
-    let url = reqwest::Url::parse(&spec.url)
+    let url = url::Url::parse(&spec.url)
         .ok()
         .filter(|url| matches!(url.scheme(), "http" | "https"))
         .ok_or_else(|| error(format!("{path}.url"), "must be an http(s) URL"))?;
@@ -1002,7 +1003,7 @@ bots:
 
     #[test]
     fn the_documented_example_is_valid() {
-        let set = load(include_str!("../bots.example.yaml")).unwrap();
+        let set = load(include_str!("../../bots/bots.example.yaml")).unwrap();
         assert_eq!(set.bots[0].name, "helper_bot");
     }
 
