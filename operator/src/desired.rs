@@ -360,14 +360,17 @@ fn image(chatbot: &ChatBot, default_image: &str) -> String {
     match (repository, tag) {
         (Some(repository), Some(tag)) => format!("{repository}:{tag}"),
         (Some(repository), None) => repository.to_owned(),
-        (None, Some(tag)) => {
-            let base = default_image
-                .rsplit_once(':')
-                .filter(|(_, after)| !after.contains('/'))
-                .map_or(default_image, |(base, _)| base);
-            format!("{base}:{tag}")
-        }
+        (None, Some(tag)) => format!("{}:{tag}", repository_of(default_image)),
         (None, None) => default_image.to_owned(),
+    }
+}
+
+/// `repo[:tag][@digest]` → `repo` (a registry port's `:` is kept).
+fn repository_of(image: &str) -> &str {
+    let image = image.split_once('@').map_or(image, |(name, _)| name);
+    match image.rsplit_once(':') {
+        Some((name, tag)) if !tag.contains('/') => name,
+        _ => image,
     }
 }
 

@@ -71,13 +71,26 @@ pub async fn discover(client: &Client) -> anyhow::Result<Capabilities> {
     })
 }
 
-/// Runs the operator until `shutdown` fires: admin port, leader election
-/// (when enabled), then both controllers.
+/// Runs the operator until `shutdown` fires, with the in-cluster service
+/// account (or KUBECONFIG) and the configured admin address.
 pub async fn run(config: Config, shutdown: Shutdown) -> anyhow::Result<()> {
     service_kit::install_crypto_provider();
     let client = Client::try_default()
         .await
         .context("no Kubernetes API found (in-cluster service account or KUBECONFIG)")?;
+    let admin = service_kit::net::bind(config.admin.admin_addr)
+        .with_context(|| format!("binding {}", config.admin.admin_addr))?;
+    run_with(client, config, admin, shutdown).await
+}
+
+/// The operator on a given client and admin listener: admin port, leader
+/// election (when enabled), then both controllers.
+pub async fn run_with(
+    client: Client,
+    config: Config,
+    admin: tokio::net::TcpListener,
+    shutdown: Shutdown,
+) -> anyhow::Result<()> {
     let capabilities = discover(&client).await?;
     tracing::info!(?capabilities, "API server capabilities");
 
@@ -97,10 +110,8 @@ pub async fn run(config: Config, shutdown: Shutdown) -> anyhow::Result<()> {
         }
     });
     readiness.register_metrics(&mut registry);
-    let listener = service_kit::net::bind(config.admin.admin_addr)
-        .with_context(|| format!("binding {}", config.admin.admin_addr))?;
     let admin_task = admin::spawn(
-        listener,
+        admin,
         AdminState {
             readiness,
             registry: Arc::new(registry),

@@ -14,6 +14,7 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
+use clap::Parser as _;
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::{ConfigMap, Namespace, Secret, Service};
 use k8s_openapi::api::networking::v1::Ingress;
@@ -558,4 +559,244 @@ async fn a_bot_naming_a_missing_chatbot_says_so() {
     .await;
     assert_eq!(reason, "ChatBotNotFound");
     operator.stop().await;
+}
+
+/// The objects of the rendered install manifest (the chart with defaults).
+fn install_manifest() -> Vec<Value> {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../manifests/install/operator.yaml");
+    serde_saphyr::from_str_multiple::<Value, Vec<Value>>(&std::fs::read_to_string(path).unwrap())
+        .unwrap()
+        .into_iter()
+        .filter(|doc| !doc.is_null())
+        .collect()
+}
+
+/// A cluster-scoped object deleted when the test ends.
+struct ClusterScoped<K>
+where
+    K: kube::Resource<Scope = k8s_openapi::ClusterResourceScope> + Clone + std::fmt::Debug,
+    K: serde::de::DeserializeOwned,
+    K::DynamicType: Default,
+{
+    api: Api<K>,
+    name: String,
+}
+
+impl<K> Drop for ClusterScoped<K>
+where
+    K: kube::Resource<Scope = k8s_openapi::ClusterResourceScope> + Clone + std::fmt::Debug,
+    K: serde::de::DeserializeOwned,
+    K::DynamicType: Default,
+{
+    fn drop(&mut self) {
+        let (api, name) = (self.api.clone(), self.name.clone());
+        tokio::task::block_in_place(|| {
+            tokio::runtime::Handle::current().block_on(async move {
+                let _ = api.delete(&name, &DeleteParams::default()).await;
+            });
+        });
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn with_only_the_charts_rbac_the_operator_leads_reconciles_and_hands_over() {
+    use k8s_openapi::api::authentication::v1::TokenRequest;
+    use k8s_openapi::api::coordination::v1::Lease;
+    use k8s_openapi::api::core::v1::ServiceAccount;
+    use k8s_openapi::api::rbac::v1::{ClusterRole, Role, RoleBinding};
+
+    let admin = client().await;
+    install_crds(&admin).await;
+    let namespace = TestNamespace::create(&admin).await;
+    let ns = namespace.name.clone();
+
+    // 1. The chart's RBAC, granted in the test namespace to a service account.
+    let manifest = install_manifest();
+    let find = |kind: &str| {
+        manifest
+            .iter()
+            .find(|doc| doc["kind"] == kind)
+            .cloned()
+            .unwrap_or_else(|| panic!("no {kind} in the install manifest"))
+    };
+    let mut cluster_role = find("ClusterRole");
+    cluster_role["metadata"] = json!({"name": format!("{ns}-operator")});
+    let cluster_roles: Api<ClusterRole> = Api::all(admin.clone());
+    create(&cluster_roles, &cluster_role).await;
+    let _cleanup = ClusterScoped {
+        api: cluster_roles,
+        name: format!("{ns}-operator"),
+    };
+    let mut lease_role = find("Role");
+    lease_role["metadata"] = json!({"name": "leader-election"});
+    create(&namespace.api::<Role>(), &lease_role).await;
+    create(
+        &namespace.api::<ServiceAccount>(),
+        &json!({"metadata": {"name": "operator"}}),
+    )
+    .await;
+    let subject = json!([{"kind": "ServiceAccount", "name": "operator", "namespace": ns}]);
+    for (name, kind, role) in [
+        ("operator", "ClusterRole", format!("{ns}-operator")),
+        ("leader-election", "Role", "leader-election".to_owned()),
+    ] {
+        create(
+            &namespace.api::<RoleBinding>(),
+            &json!({"metadata": {"name": name}, "subjects": subject,
+                "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": kind, "name": role}}),
+        )
+        .await;
+    }
+
+    // 2. A client holding only that service account's token.
+    let request: TokenRequest =
+        serde_json::from_value(json!({"spec": {"audiences": [], "expirationSeconds": 3600}}))
+            .unwrap();
+    let token = namespace
+        .api::<ServiceAccount>()
+        .create_token_request("operator", &PostParams::default(), &request)
+        .await
+        .unwrap()
+        .status
+        .unwrap()
+        .token;
+    let mut config = kube::Config::infer().await.unwrap();
+    config.auth_info = kube::config::AuthInfo {
+        token: Some(token.into()),
+        ..kube::config::AuthInfo::default()
+    };
+    let restricted = Client::try_from(config).unwrap();
+
+    // 3. The operator as its binary runs it: admin port, leader election.
+    let cli = operator::config::Cli::try_parse_from([
+        "operator",
+        "--watch-namespace",
+        &ns,
+        "--leader-election-namespace",
+        &ns,
+        "--pod-name",
+        "operator-0",
+        "--log-format",
+        "pretty",
+    ])
+    .unwrap();
+    let admin_listener = service_kit::net::bind_loopback().unwrap();
+    let admin_url = format!("http://{}", admin_listener.local_addr().unwrap());
+    let shutdown = service_kit::Shutdown::new();
+    let running = tokio::spawn(operator::run_with(
+        restricted,
+        cli.config,
+        admin_listener,
+        shutdown.clone(),
+    ));
+
+    let secrets: Api<Secret> = namespace.api();
+    for secret in sample("secrets.yaml") {
+        create(&secrets, &secret).await;
+    }
+    create(&namespace.api::<ChatBot>(), &sample("chatbot.yaml")[0]).await;
+    create(&namespace.api::<Bot>(), &sample("bot.yaml")[0]).await;
+    let deployments: Api<Deployment> = namespace.api();
+    eventually("five Deployments", || async {
+        (deployments
+            .list(&ListParams::default())
+            .await
+            .ok()?
+            .items
+            .len()
+            == 5)
+            .then_some(())
+    })
+    .await;
+    let bots: Api<Bot> = namespace.api();
+    eventually("the Bot accepted", || async {
+        let bot = bots.get("helpdesk").await.ok()?;
+        let accepted = bot
+            .status?
+            .conditions
+            .into_iter()
+            .find(|c| c.type_ == "Accepted")?;
+        (accepted.status == "True").then_some(())
+    })
+    .await;
+
+    let leases: Api<Lease> = namespace.api();
+    let lease = leases.get("chat-platform-operator").await.unwrap();
+    assert_eq!(
+        lease.spec.unwrap().holder_identity.as_deref(),
+        Some("operator-0")
+    );
+    let http = test_kit::http();
+    let health = http
+        .get(format!("{admin_url}/healthz"))
+        .send()
+        .await
+        .unwrap();
+    assert!(health.status().is_success());
+    let metrics = http
+        .get(format!("{admin_url}/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(metrics.contains("operator_leader 1"), "{metrics}");
+    assert!(
+        metrics.contains("operator_reconciliations_total{controller=\"chatbot\",result=\"ok\"}"),
+        "{metrics}"
+    );
+    // Any RBAC gap would have failed a reconcile with 403.
+    assert!(!metrics.contains("result=\"error\""), "{metrics}");
+
+    // 4. On shutdown the leader gives the lease up, so a standby need not
+    // wait for it to expire.
+    shutdown.trigger();
+    tokio::time::timeout(Duration::from_secs(20), running)
+        .await
+        .expect("the operator stops")
+        .unwrap()
+        .unwrap();
+    let lease = leases.get("chat-platform-operator").await.unwrap();
+    assert_eq!(lease.spec.unwrap().holder_identity, None);
+    let standby = operator::leader::LeaseLock::new(leases, "chat-platform-operator", "operator-1");
+    assert_eq!(
+        standby.try_acquire().await.unwrap(),
+        operator::leader::Attempt::Acquired
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn only_one_replica_holds_the_lease_until_it_lapses() {
+    use k8s_openapi::api::coordination::v1::Lease;
+    use operator::leader::{Attempt, LeaseLock};
+
+    let client = client().await;
+    let namespace = TestNamespace::create(&client).await;
+    let leases: Api<Lease> = namespace.api();
+    let mut first = LeaseLock::new(leases.clone(), "lock", "first");
+    first.lease_duration = Duration::from_secs(2);
+    let second = LeaseLock::new(leases.clone(), "lock", "second");
+
+    assert_eq!(first.try_acquire().await.unwrap(), Attempt::Acquired);
+    assert_eq!(
+        second.try_acquire().await.unwrap(),
+        Attempt::HeldBy("first".into())
+    );
+    // Renewing keeps it.
+    assert_eq!(first.try_acquire().await.unwrap(), Attempt::Acquired);
+    assert_eq!(
+        second.try_acquire().await.unwrap(),
+        Attempt::HeldBy("first".into())
+    );
+    // Not renewed for longer than its duration: the standby takes over and
+    // the transition is counted.
+    tokio::time::sleep(Duration::from_millis(3_100)).await;
+    assert_eq!(second.try_acquire().await.unwrap(), Attempt::Acquired);
+    assert_eq!(
+        first.try_acquire().await.unwrap(),
+        Attempt::HeldBy("second".into())
+    );
+    let spec = leases.get("lock").await.unwrap().spec.unwrap();
+    assert_eq!(spec.lease_transitions, Some(2));
 }

@@ -388,3 +388,23 @@ fn cel_rules_reject_what_the_schema_cannot() {
     let disabled = serde_json::json!({"enabled": false});
     assert!(IngressSettings::validate_cel(&disabled, None).is_ok());
 }
+
+#[test]
+fn a_tag_alone_keeps_the_default_repository() {
+    assert_eq!(
+        repository_of("registry.example/chat:1.0"),
+        "registry.example/chat"
+    );
+    assert_eq!(
+        repository_of("registry.example:5000/chat"),
+        "registry.example:5000/chat"
+    );
+    assert_eq!(
+        repository_of("ghcr.io/chat-platform/chat-platform@sha256:abc"),
+        "ghcr.io/chat-platform/chat-platform"
+    );
+    assert_eq!(
+        repository_of("localhost:5000/chat:2@sha256:abc"),
+        "localhost:5000/chat"
+    );
+}
