@@ -14,9 +14,20 @@ eval "$(bash scripts/deps.sh env)"
 bash scripts/kube.sh up >/dev/null
 eval "$(bash scripts/kube.sh env)"
 
-# The official socket.io-client the gateway's tests drive (npm registry).
-if [[ ! -d tests/socketio/node_modules/socket.io-client ]]; then
+# The official socket.io-client the gateway's and the end-to-end tests drive
+# (npm registry); reinstalled when the lock file changes.
+if [[ ! tests/socketio/node_modules/.package-lock.json -nt tests/socketio/package-lock.json ]]; then
   npm ci --prefix tests/socketio --no-audit --no-fund --loglevel=error
 fi
 
+# Headless Chromium for the web client's end-to-end test (Debian package).
+if ! command -v chromium >/dev/null 2>&1; then
+  sudo_=()
+  [[ $EUID -eq 0 ]] || sudo_=(sudo -n)
+  "${sudo_[@]}" apt-get update -qq >/dev/null
+  "${sudo_[@]}" env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends chromium >/dev/null
+fi
+
+# The end-to-end tests (tests/e2e) start the service binaries themselves.
+cargo build --workspace --locked --bins
 cargo test --workspace --locked "$@"

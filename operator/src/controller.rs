@@ -165,22 +165,41 @@ fn now() -> Time {
 // ------------------------------------------------------------- ChatBot
 
 pub async fn reconcile_chatbot(chatbot: Arc<ChatBot>, ctx: Arc<Context>) -> Result<Action, Error> {
-    let started = Instant::now();
-    let result = reconcile_chatbot_inner(&chatbot, &ctx).await;
-    ctx.metrics.reconciled(
+    measured(
         "chatbot",
-        started.elapsed(),
-        result.as_ref().err().map(Error::kind),
-    );
+        chatbot.as_ref(),
+        &ctx,
+        reconcile_chatbot_inner(&chatbot, &ctx),
+    )
+    .await
+}
+
+/// Runs one reconcile, recording its duration and outcome, and forgets the
+/// object's failures when it succeeds.
+async fn measured<K: Resource<DynamicType = ()>>(
+    controller: &'static str,
+    object: &K,
+    ctx: &Context,
+    work: impl Future<Output = Result<Action, Error>>,
+) -> Result<Action, Error> {
+    let started = Instant::now();
+    let result = work.await;
+    let error = result.as_ref().err().map(Error::kind);
+    ctx.metrics.reconciled(controller, started.elapsed(), error);
     if result.is_ok() {
-        ctx.succeeded(&object_key(chatbot.as_ref()));
+        ctx.succeeded(&object_key(object));
     }
     result
 }
 
+/// Retries a failed object after [`backoff`] (both controllers).
 #[allow(clippy::needless_pass_by_value)] // the signature kube's Controller::run takes
-pub fn chatbot_error_policy(chatbot: Arc<ChatBot>, error: &Error, ctx: Arc<Context>) -> Action {
-    let key = object_key(chatbot.as_ref());
+pub fn error_policy<K: Resource<DynamicType = ()>>(
+    object: Arc<K>,
+    error: &Error,
+    ctx: Arc<Context>,
+) -> Action {
+    let key = object_key(object.as_ref());
     let wait = ctx.retry_after(&key);
     tracing::warn!(%key, %error, ?wait, "reconcile failed");
     Action::requeue(wait)
@@ -493,25 +512,7 @@ async fn update_bot_statuses(
 /// Only `Bot`s whose ChatBot does not exist: the rest get their status from
 /// their ChatBot's reconcile (one writer per condition).
 pub async fn reconcile_bot(bot: Arc<Bot>, ctx: Arc<Context>) -> Result<Action, Error> {
-    let started = Instant::now();
-    let result = reconcile_bot_inner(&bot, &ctx).await;
-    ctx.metrics.reconciled(
-        "bot",
-        started.elapsed(),
-        result.as_ref().err().map(Error::kind),
-    );
-    if result.is_ok() {
-        ctx.succeeded(&object_key(bot.as_ref()));
-    }
-    result
-}
-
-#[allow(clippy::needless_pass_by_value)] // the signature kube's Controller::run takes
-pub fn bot_error_policy(bot: Arc<Bot>, error: &Error, ctx: Arc<Context>) -> Action {
-    let key = object_key(bot.as_ref());
-    let wait = ctx.retry_after(&key);
-    tracing::warn!(%key, %error, ?wait, "reconcile failed");
-    Action::requeue(wait)
+    measured("bot", bot.as_ref(), &ctx, reconcile_bot_inner(&bot, &ctx)).await
 }
 
 async fn reconcile_bot_inner(bot: &Bot, ctx: &Context) -> Result<Action, Error> {
@@ -603,7 +604,7 @@ pub async fn run(ctx: Arc<Context>, shutdown: impl Future<Output = ()> + Send + 
             },
         )
         .graceful_shutdown_on(shutdown.clone())
-        .run(reconcile_chatbot, chatbot_error_policy, ctx.clone())
+        .run(reconcile_chatbot, error_policy, ctx.clone())
         .for_each(|result| async move {
             if let Err(error) = result {
                 tracing::debug!(%error, "chatbot controller");
@@ -629,7 +630,7 @@ pub async fn run(ctx: Arc<Context>, shutdown: impl Future<Output = ()> + Send + 
             },
         )
         .graceful_shutdown_on(shutdown)
-        .run(reconcile_bot, bot_error_policy, ctx)
+        .run(reconcile_bot, error_policy, ctx)
         .for_each(|result| async move {
             if let Err(error) = result {
                 tracing::debug!(%error, "bot controller");

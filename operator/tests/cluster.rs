@@ -240,6 +240,29 @@ fn config_hash(deployment: &Deployment) -> String {
         .unwrap_or_default()
 }
 
+/// Waits until the namespace holds `count` Deployments; returns them.
+async fn deployments_of(api: &Api<Deployment>, count: usize) -> Vec<Deployment> {
+    eventually(&format!("{count} Deployments"), || async {
+        let items = api.list(&ListParams::default()).await.ok()?.items;
+        (items.len() == count).then_some(items)
+    })
+    .await
+}
+
+/// Waits for the Bot's `Accepted` condition; returns (status, reason).
+async fn accepted(api: &Api<Bot>, name: &str) -> (String, String) {
+    eventually("the Bot's Accepted condition", || async {
+        let bot = api.get(name).await.ok()?;
+        let accepted = bot
+            .status?
+            .conditions
+            .into_iter()
+            .find(|c| c.type_ == "Accepted")?;
+        Some((accepted.status, accepted.reason))
+    })
+    .await
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn the_api_server_enforces_the_generated_schema() {
     let client = client().await;
@@ -348,11 +371,7 @@ async fn the_operator_runs_the_sample_chatbot_and_follows_its_changes() {
     for secret in sample("secrets.yaml") {
         create(&secrets, &secret).await;
     }
-    let all = eventually("five Deployments", || async {
-        let items = deployments.list(&ListParams::default()).await.ok()?.items;
-        (items.len() == 5).then_some(items)
-    })
-    .await;
+    let all = deployments_of(&deployments, 5).await;
     for deployment in &all {
         assert!(owned_by(deployment, &chatbot), "{}", deployment.name_any());
     }
@@ -384,16 +403,7 @@ async fn the_operator_runs_the_sample_chatbot_and_follows_its_changes() {
             .then_some(())
     })
     .await;
-    eventually("the Bot accepted", || async {
-        let bot = bots.get("helpdesk").await.ok()?;
-        let accepted = bot
-            .status?
-            .conditions
-            .into_iter()
-            .find(|c| c.type_ == "Accepted")?;
-        (accepted.status == "True").then_some(())
-    })
-    .await;
+    assert_eq!(accepted(&bots, "helpdesk").await.0, "True");
     eventually("the bot count", || async {
         (chatbots.get("demo").await.ok()?.status?.bots == 2).then_some(())
     })
@@ -498,17 +508,7 @@ async fn deleting_a_chatbot_garbage_collects_its_children() {
     let chatbots: Api<ChatBot> = namespace.api();
     create(&chatbots, &sample("chatbot.yaml")[0]).await;
     let deployments: Api<Deployment> = namespace.api();
-    eventually("five Deployments", || async {
-        (deployments
-            .list(&ListParams::default())
-            .await
-            .ok()?
-            .items
-            .len()
-            == 5)
-            .then_some(())
-    })
-    .await;
+    deployments_of(&deployments, 5).await;
 
     chatbots
         .delete("demo", &DeleteParams::background())
@@ -547,17 +547,7 @@ async fn a_bot_naming_a_missing_chatbot_says_so() {
     let mut bot = sample("bot.yaml").remove(0);
     bot["spec"]["chatBotRef"]["name"] = json!("nowhere");
     create(&bots, &bot).await;
-    let reason = eventually("the Bot's status", || async {
-        let bot = bots.get("helpdesk").await.ok()?;
-        let accepted = bot
-            .status?
-            .conditions
-            .into_iter()
-            .find(|c| c.type_ == "Accepted")?;
-        Some(accepted.reason)
-    })
-    .await;
-    assert_eq!(reason, "ChatBotNotFound");
+    assert_eq!(accepted(&bots, "helpdesk").await.1, "ChatBotNotFound");
     operator.stop().await;
 }
 
@@ -697,28 +687,9 @@ async fn with_only_the_charts_rbac_the_operator_leads_reconciles_and_hands_over(
     create(&namespace.api::<ChatBot>(), &sample("chatbot.yaml")[0]).await;
     create(&namespace.api::<Bot>(), &sample("bot.yaml")[0]).await;
     let deployments: Api<Deployment> = namespace.api();
-    eventually("five Deployments", || async {
-        (deployments
-            .list(&ListParams::default())
-            .await
-            .ok()?
-            .items
-            .len()
-            == 5)
-            .then_some(())
-    })
-    .await;
+    deployments_of(&deployments, 5).await;
     let bots: Api<Bot> = namespace.api();
-    eventually("the Bot accepted", || async {
-        let bot = bots.get("helpdesk").await.ok()?;
-        let accepted = bot
-            .status?
-            .conditions
-            .into_iter()
-            .find(|c| c.type_ == "Accepted")?;
-        (accepted.status == "True").then_some(())
-    })
-    .await;
+    assert_eq!(accepted(&bots, "helpdesk").await.0, "True");
 
     let leases: Api<Lease> = namespace.api();
     let lease = leases.get("chat-platform-operator").await.unwrap();

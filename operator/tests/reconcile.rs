@@ -14,7 +14,7 @@ use base64::Engine as _;
 use fake_api::FakeApi;
 use http::Method;
 use operator::controller::{
-    Context, Settings, chatbot_error_policy, object_key, reconcile_bot, reconcile_chatbot,
+    Context, Settings, error_policy, object_key, reconcile_bot, reconcile_chatbot,
 };
 use operator::crd::{Bot, ChatBot};
 use operator::desired::{CONFIG_HASH_ANNOTATION, Capabilities};
@@ -320,7 +320,7 @@ async fn failures_back_off_and_a_success_resets_the_count() {
             .await
             .unwrap_err();
         assert!(error.to_string().contains("injected failure"), "{error}");
-        let action = chatbot_error_policy(chatbot(&api), &error, ctx.clone());
+        let action = error_policy(chatbot(&api), &error, ctx.clone());
         assert_ne!(action, kube::runtime::controller::Action::await_change());
         assert_eq!(ctx.consecutive_failures(&key), attempt);
     }

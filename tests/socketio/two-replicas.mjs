@@ -21,7 +21,7 @@ function next(socket, event, ms = 5000) {
     const timer = setTimeout(() => reject(new Error(`no ${event} within ${ms} ms`)), ms);
     socket.once(event, (data, ack) => {
       clearTimeout(timer);
-      ack?.({ ok: true }); // what a client does with message:new
+      ack?.(); // what a client does with message:new (README: a bare ack)
       resolve(data);
     });
   });

@@ -203,8 +203,35 @@ async fn mark_delivered(
 }
 
 /// Follows the acks of one emitted message until they are all in (or time out).
+/// Whatever a client passes to its `message:new` ack callback: nothing
+/// (`ack()`, as README documents) or any values. Read as a tuple, so
+/// socketioxide hands over the whole (possibly empty) argument list instead
+/// of failing on a missing first argument.
+#[derive(Debug, Clone, Copy)]
+pub struct AnyAck;
+
+impl<'de> serde::Deserialize<'de> for AnyAck {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct Arguments;
+        impl<'de> serde::de::Visitor<'de> for Arguments {
+            type Value = AnyAck;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("ack arguments")
+            }
+            fn visit_seq<S: serde::de::SeqAccess<'de>>(
+                self,
+                mut seq: S,
+            ) -> Result<AnyAck, S::Error> {
+                while seq.next_element::<serde::de::IgnoredAny>()?.is_some() {}
+                Ok(AnyAck)
+            }
+        }
+        deserializer.deserialize_tuple(usize::MAX, Arguments)
+    }
+}
+
 pub async fn follow_acks<A: socketioxide::adapter::Adapter>(
-    acks: socketioxide::ack::AckStream<serde_json::Value, A>,
+    acks: socketioxide::ack::AckStream<AnyAck, A>,
     io: socketioxide::SocketIo<A>,
     tracker: DeliveryTracker,
     conversation_id: String,

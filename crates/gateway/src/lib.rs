@@ -10,6 +10,7 @@ pub mod rate_limit;
 pub mod realtime;
 pub mod rest;
 pub mod state;
+pub mod web;
 
 use std::sync::Arc;
 
@@ -165,6 +166,7 @@ pub fn router(state: AppState, config: &Config) -> Router {
     Router::new()
         .nest("/api/v1", api)
         .merge(SwaggerUi::new("/docs").url("/api/v1/openapi.json", ApiDoc::openapi()))
+        .merge(web::routes())
         .fallback(|| async { service_kit::ApiError::not_found("no such route") })
         // Enforced where bodies are read, so the 413 has the usual JSON body.
         .layer(DefaultBodyLimit::max(config.max_body_bytes))

@@ -818,7 +818,7 @@ impl<A: Adapter> Fanout<A> {
                 .io
                 .to(rooms)
                 .timeout(delivery::ACK_TIMEOUT)
-                .emit_with_ack::<_, Value>(event, &body)
+                .emit_with_ack::<_, delivery::AnyAck>(event, &body)
                 .await
                 .map_err(|error| HandlerError::Transient(format!("broadcast failed: {error}")))?;
             tokio::spawn(delivery::follow_acks(

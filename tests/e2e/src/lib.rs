@@ -1,0 +1,367 @@
+//! The platform as separate processes: the real `auth`, `users`, `chat`,
+//! `bots` and `gateway` binaries (from the workspace's target directory),
+//! each on its own ports, all on this test's own databases, key prefix,
+//! exchange and queues (test-kit), so tests run side by side. Scenarios
+//! drive it only through public interfaces: Node.js scripts with the
+//! official socket.io-client and fetch (`tests/socketio/e2e/`), HTTP, gRPC.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::time::Duration;
+
+use anyhow::Context as _;
+use secrecy::ExposeSecret as _;
+use test_kit::{TestAmqp, TestMongo, TestPostgres, TestRedis};
+use tokio::process::{Child, Command};
+
+/// The repository root.
+pub fn root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
+}
+
+/// A service binary next to this test binary (`target/<profile>/<name>`).
+fn binary(name: &str) -> anyhow::Result<PathBuf> {
+    let exe = std::env::current_exe()?;
+    let dir = exe
+        .parent()
+        .and_then(Path::parent)
+        .context("test binary has no target directory")?;
+    let path = dir.join(name);
+    anyhow::ensure!(
+        path.exists(),
+        "{} is missing: build the services first (`cargo build --workspace --bins`; scripts/test.sh does)",
+        path.display()
+    );
+    Ok(path)
+}
+
+/// A free port on 127.0.0.1 (released for the service to bind).
+fn free_port() -> anyhow::Result<u16> {
+    Ok(std::net::TcpListener::bind("127.0.0.1:0")?
+        .local_addr()?
+        .port())
+}
+
+#[derive(Debug, Clone)]
+pub struct Options {
+    /// Gateway replicas (they share the Redis adapter and the fan-out queue).
+    pub gateways: usize,
+    /// Bot definitions file.
+    pub bots_file: PathBuf,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Self {
+            gateways: 1,
+            bots_file: root().join("crates/bots/bots.example.yaml"),
+        }
+    }
+}
+
+/// One running service process.
+#[derive(Debug)]
+struct Process {
+    name: String,
+    env: BTreeMap<String, String>,
+    admin: SocketAddr,
+    log: PathBuf,
+    child: Option<Child>,
+}
+
+impl Process {
+    async fn spawn(&mut self) -> anyhow::Result<()> {
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&self.log)?;
+        let binary_name = self.name.split('-').next().unwrap_or(&self.name);
+        let child = Command::new(binary(binary_name)?)
+            .envs(&self.env)
+            .env("ADMIN_ADDR", self.admin.to_string())
+            .stdin(Stdio::null())
+            .stdout(log.try_clone()?)
+            .stderr(log)
+            .kill_on_drop(true)
+            .spawn()
+            .with_context(|| format!("starting {}", self.name))?;
+        self.child = Some(child);
+        Ok(())
+    }
+
+    /// Polls `/readyz` (at most 30 s); fails early, with the log, if the
+    /// process exits.
+    async fn wait_ready(&mut self) -> anyhow::Result<()> {
+        let url = format!("http://{}/readyz", self.admin);
+        let http = test_kit::http();
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+        loop {
+            if let Ok(response) = http.get(&url).send().await
+                && response.status().is_success()
+            {
+                return Ok(());
+            }
+            let exited = match self.child.as_mut() {
+                Some(child) => child.try_wait()?,
+                None => None,
+            };
+            if exited.is_some() || tokio::time::Instant::now() > deadline {
+                let log = std::fs::read_to_string(&self.log).unwrap_or_default();
+                anyhow::bail!(
+                    "{} did not become ready ({exited:?}); its log:\n{log}",
+                    self.name
+                );
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    /// SIGTERM, then wait for the drain (at most 30 s, then SIGKILL).
+    async fn stop(&mut self) -> anyhow::Result<()> {
+        let Some(mut child) = self.child.take() else {
+            return Ok(());
+        };
+        if let Some(pid) = child.id() {
+            Command::new("kill")
+                .args(["-TERM", &pid.to_string()])
+                .status()
+                .await?;
+        }
+        if tokio::time::timeout(Duration::from_secs(30), child.wait())
+            .await
+            .is_err()
+        {
+            child.kill().await?;
+        }
+        Ok(())
+    }
+}
+
+/// The platform, stopped (processes killed, data dropped) when dropped.
+#[derive(Debug)]
+pub struct Platform {
+    processes: Vec<Process>,
+    /// `http://127.0.0.1:<port>` of each gateway replica.
+    pub gateway_urls: Vec<String>,
+    pub bots_grpc: String,
+    logs: PathBuf,
+    _postgres: (TestPostgres, TestPostgres),
+    _redis: TestRedis,
+    _amqp: TestAmqp,
+    _mongo: TestMongo,
+}
+
+impl Platform {
+    pub async fn start(options: Options) -> anyhow::Result<Self> {
+        test_kit::init_tracing();
+        let postgres = (TestPostgres::new().await?, TestPostgres::new().await?);
+        let redis = TestRedis::new().await?;
+        let amqp = TestAmqp::new().await?;
+        let mongo = TestMongo::new().await?;
+        let logs = std::env::temp_dir().join(format!("e2e-{}", test_kit::unique_suffix()));
+        std::fs::create_dir_all(&logs)?;
+
+        // Queues unique to this test, deleted with it.
+        let queue = |name: &str| amqp.consumer_spec(name, &[]).queue;
+        let users_queue = queue("users");
+        let bots_queue = queue("bots");
+        let fanout_queue = queue("fanout");
+
+        let grpc: BTreeMap<&str, u16> = [
+            ("auth", free_port()?),
+            ("users", free_port()?),
+            ("chat", free_port()?),
+            ("bots", free_port()?),
+        ]
+        .into_iter()
+        .collect();
+        let url = |name: &str| format!("http://127.0.0.1:{}", grpc[name]);
+        let token = || test_kit::unique_suffix();
+        let (auth_token, users_token, chat_token) = (token(), token(), token());
+
+        let common: BTreeMap<String, String> = [
+            ("LOG_FORMAT", "json".to_owned()),
+            ("RUST_LOG", "warn".to_owned()),
+            ("SHUTDOWN_GRACE", "5s".to_owned()),
+            ("AMQP_URL", test_kit::amqp_url()),
+            ("AMQP_EXCHANGE", amqp.exchange.name.clone()),
+            ("REDIS_URL", test_kit::redis_url()),
+            ("REDIS_KEY_PREFIX", redis.prefix.clone()),
+            ("AUTH_GRPC_URL", url("auth")),
+            ("USERS_GRPC_URL", url("users")),
+            ("CHAT_GRPC_URL", url("chat")),
+        ]
+        .into_iter()
+        .map(|(key, value)| (key.to_owned(), value))
+        .collect();
+        let with = |extra: &[(&str, String)]| {
+            let mut env = common.clone();
+            env.extend(extra.iter().map(|(k, v)| ((*k).to_owned(), v.clone())));
+            env
+        };
+        let grpc_addr = |name: &str| format!("127.0.0.1:{}", grpc[name]);
+
+        let mut specs = vec![
+            (
+                "users".to_owned(),
+                with(&[
+                    ("GRPC_ADDR", grpc_addr("users")),
+                    ("DATABASE_URL", postgres.1.url().expose_secret().to_owned()),
+                    ("USERS_SERVICE_TOKEN", users_token.clone()),
+                    ("USERS_QUEUE", users_queue),
+                ]),
+            ),
+            (
+                "auth".to_owned(),
+                with(&[
+                    ("GRPC_ADDR", grpc_addr("auth")),
+                    ("DATABASE_URL", postgres.0.url().expose_secret().to_owned()),
+                    ("AUTH_SERVICE_TOKEN", auth_token.clone()),
+                    ("BCRYPT_COST", "4".to_owned()),
+                ]),
+            ),
+            (
+                "chat".to_owned(),
+                with(&[
+                    ("GRPC_ADDR", grpc_addr("chat")),
+                    ("MONGODB_URL", test_kit::mongodb_url()),
+                    ("MONGODB_DATABASE", mongo.name.clone()),
+                    ("CHAT_SERVICE_TOKEN", chat_token.clone()),
+                ]),
+            ),
+            (
+                "bots".to_owned(),
+                with(&[
+                    ("GRPC_ADDR", grpc_addr("bots")),
+                    ("AUTH_SERVICE_TOKEN", auth_token),
+                    ("BOTS_QUEUE", bots_queue),
+                    ("BOTS_DEFINITIONS", options.bots_file.display().to_string()),
+                ]),
+            ),
+        ];
+        let mut gateway_urls = Vec::new();
+        for replica in 0..options.gateways.max(1) {
+            let port = free_port()?;
+            gateway_urls.push(format!("http://127.0.0.1:{port}"));
+            specs.push((
+                format!("gateway-{replica}"),
+                with(&[
+                    ("HTTP_ADDR", format!("127.0.0.1:{port}")),
+                    ("USERS_SERVICE_TOKEN", users_token.clone()),
+                    ("CHAT_SERVICE_TOKEN", chat_token.clone()),
+                    ("FANOUT_QUEUE", fanout_queue.clone()),
+                    // Each test's clients come from 127.0.0.1: no IP limit.
+                    ("AUTH_RATE_LIMIT", "1000/1s".to_owned()),
+                ]),
+            ));
+        }
+
+        let mut platform = Self {
+            processes: Vec::new(),
+            gateway_urls,
+            bots_grpc: url("bots"),
+            logs,
+            _postgres: postgres,
+            _redis: redis,
+            _amqp: amqp,
+            _mongo: mongo,
+        };
+        for (name, env) in specs {
+            let mut process = Process {
+                log: platform.logs.join(format!("{name}.log")),
+                admin: SocketAddr::from(([127, 0, 0, 1], free_port()?)),
+                name,
+                env,
+                child: None,
+            };
+            process.spawn().await?;
+            platform.processes.push(process);
+        }
+        // Started together: users waits for auth's keys, auth's events need
+        // users' queue; each retries until the other is up.
+        for process in &mut platform.processes {
+            process.wait_ready().await?;
+        }
+        Ok(platform)
+    }
+
+    pub fn gateway(&self) -> &str {
+        &self.gateway_urls[0]
+    }
+
+    fn process(&mut self, name: &str) -> anyhow::Result<&mut Process> {
+        self.processes
+            .iter_mut()
+            .find(|p| p.name == name)
+            .with_context(|| format!("no process {name}"))
+    }
+
+    /// Stops a service (SIGTERM, drain) and starts it again on the same
+    /// ports, waiting until it is ready.
+    pub async fn restart(&mut self, name: &str) -> anyhow::Result<()> {
+        let process = self.process(name)?;
+        process.stop().await?;
+        process.spawn().await?;
+        process.wait_ready().await
+    }
+
+    /// The last lines of every service's log (for failure messages).
+    pub fn log_tails(&self) -> String {
+        let mut out = String::new();
+        for process in &self.processes {
+            let text = std::fs::read_to_string(&process.log).unwrap_or_default();
+            let lines: Vec<&str> = text.lines().collect();
+            let tail = &lines[lines.len().saturating_sub(15)..];
+            out.push_str(&format!("--- {} ---\n{}\n", process.name, tail.join("\n")));
+        }
+        out
+    }
+
+    /// Runs `tests/socketio/e2e/<script>.mjs` with the gateway URLs in
+    /// `GATEWAY_URL` / `GATEWAY_URLS` (and `extra` env), and returns the JSON
+    /// object it prints last. Fails with its output and the services' logs.
+    pub async fn scenario(
+        &self,
+        script: &str,
+        extra: &[(&str, &str)],
+    ) -> anyhow::Result<serde_json::Value> {
+        let path = root()
+            .join("tests/socketio/e2e")
+            .join(format!("{script}.mjs"));
+        let run = Command::new("node")
+            .arg(&path)
+            .env("GATEWAY_URL", self.gateway())
+            .env("GATEWAY_URLS", self.gateway_urls.join(","))
+            .envs(extra.iter().copied())
+            .kill_on_drop(true)
+            .output();
+        let output = tokio::time::timeout(Duration::from_secs(120), run)
+            .await
+            .with_context(|| format!("{script}.mjs ran over 120 s"))??;
+        let stdout = String::from_utf8_lossy(&output.stdout);
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        anyhow::ensure!(
+            output.status.success(),
+            "{script}.mjs failed ({}):\n{stdout}\n{stderr}\n{}",
+            output.status,
+            self.log_tails()
+        );
+        let last = stdout.lines().rev().find(|line| line.starts_with('{'));
+        let last = last.with_context(|| format!("{script}.mjs printed no JSON: {stdout}"))?;
+        Ok(serde_json::from_str(last)?)
+    }
+}
+
+impl Drop for Platform {
+    fn drop(&mut self) {
+        // kill_on_drop ends the processes; the test-kit guards drop the data.
+        for process in &mut self.processes {
+            if let Some(child) = process.child.as_mut() {
+                let _ = child.start_kill();
+            }
+        }
+        let _ = std::fs::remove_dir_all(&self.logs);
+    }
+}
