@@ -3,6 +3,7 @@
 //! request ids, CORS, body limits) in front of the services' gRPC APIs, with
 //! an OpenAPI document generated from the handlers and Swagger UI at `/docs`.
 
+pub mod adapter_driver;
 pub mod config;
 pub mod delivery;
 pub mod extract;
@@ -352,12 +353,13 @@ async fn socket_io(
 )> {
     let redis =
         redis::Client::open(resp3(config.redis.url.expose_secret())).context("REDIS_URL")?;
-    let adapter = RedisAdapterCtr::new_with_redis_config(
-        &redis,
+    let driver = adapter_driver::ReconnectingDriver::new(redis, config.redis.timeout)
+        .await
+        .context("connecting the Socket.IO Redis adapter")?;
+    let adapter = RedisAdapterCtr::new_with_driver(
+        driver,
         RedisAdapterConfig::new().with_prefix(format!("{}socket.io", config.redis.key_prefix)),
-    )
-    .await
-    .context("connecting the Socket.IO Redis adapter")?;
+    );
     // Small per-socket buffers: most sockets sit idle between short JSON
     // events (the defaults size for bulk transfers).
     let (layer, io) = SocketIo::builder()

@@ -662,7 +662,10 @@ pub async fn namespace(io: &SocketIo<GatewayAdapter>) -> Result<(), String> {
 }
 
 /// Broadcasts between replicas go through Redis pub/sub.
-pub type GatewayAdapter = socketioxide_redis::RedisAdapter<socketioxide::adapter::Emitter>;
+pub type GatewayAdapter = socketioxide_redis::CustomRedisAdapter<
+    socketioxide::adapter::Emitter,
+    crate::adapter_driver::ReconnectingDriver,
+>;
 
 fn chat_message_json(message: proto::events::v1::ChatMessage) -> Value {
     json!({

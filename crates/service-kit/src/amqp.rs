@@ -43,7 +43,16 @@ pub enum AmqpError {
     ConsumerEnded { queue: String },
     #[error("RabbitMQ did not confirm event {id} within {timeout:?}")]
     ConfirmTimeout { id: String, timeout: Duration },
+    #[error("RabbitMQ did not complete the connection within {0:?}")]
+    ConnectTimeout(Duration),
 }
+
+/// How long opening a connection (TCP, AMQP handshake, the publishing
+/// channel) may take. A broker that accepts TCP while still booting can
+/// leave the handshake unanswered; without a bound the connection lock
+/// would be held forever and every publisher, consumer and readiness check
+/// behind it would hang after a broker restart.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// A lazily (re)connected RabbitMQ connection shared by a service's
 /// publishers and consumers.
@@ -92,11 +101,18 @@ impl Broker {
         }
         let properties = ConnectionProperties::default()
             .with_connection_name(self.connection_name.clone().into());
-        let connection = Arc::new(Connection::connect(self.url.expose_secret(), properties).await?);
-        let publish = connection.create_channel().await?;
-        publish
-            .confirm_select(ConfirmSelectOptions::default())
-            .await?;
+        let open = async {
+            let connection =
+                Arc::new(Connection::connect(self.url.expose_secret(), properties).await?);
+            let publish = connection.create_channel().await?;
+            publish
+                .confirm_select(ConfirmSelectOptions::default())
+                .await?;
+            Ok::<_, AmqpError>((connection, publish))
+        };
+        let (connection, publish) = tokio::time::timeout(CONNECT_TIMEOUT, open)
+            .await
+            .map_err(|_| AmqpError::ConnectTimeout(CONNECT_TIMEOUT))??;
         let generation = self.generation.fetch_add(1, Ordering::SeqCst) + 1;
         tracing::info!(connection = %self.connection_name, generation, "connected to RabbitMQ");
         *state = Some(Connected {

@@ -15,6 +15,7 @@
 use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use secrecy::SecretString;
 use service_kit::Shutdown;
@@ -95,7 +96,12 @@ where
         let runtime = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()?;
-        runtime.block_on(cleanup())
+        // A server that never answers must not hang the whole test run.
+        runtime.block_on(async {
+            tokio::time::timeout(Duration::from_secs(30), cleanup())
+                .await
+                .map_err(|_| anyhow::anyhow!("no answer within 30 s"))?
+        })
     })
     .join();
     match joined {

@@ -5,6 +5,9 @@
 //! drive it only through public interfaces: Node.js scripts with the
 //! official socket.io-client and fetch (`tests/socketio/e2e/`), HTTP, gRPC.
 
+// A test harness: failing loudly (panicking with the reason) is its job.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -13,8 +16,10 @@ use std::time::Duration;
 
 use anyhow::Context as _;
 use secrecy::ExposeSecret as _;
-use test_kit::{TestAmqp, TestMongo, TestPostgres, TestRedis};
+use test_kit::{TestAmqp, TestPostgres, TestRedis};
 use tokio::process::{Child, Command};
+
+pub mod stores;
 
 /// The repository root.
 pub fn root() -> PathBuf {
@@ -37,11 +42,8 @@ fn binary(name: &str) -> anyhow::Result<PathBuf> {
     Ok(path)
 }
 
-/// A free port on 127.0.0.1 (released for the service to bind).
 fn free_port() -> anyhow::Result<u16> {
-    Ok(std::net::TcpListener::bind("127.0.0.1:0")?
-        .local_addr()?
-        .port())
+    Ok(stores::free_port())
 }
 
 #[derive(Debug, Clone)]
@@ -50,6 +52,11 @@ pub struct Options {
     pub gateways: usize,
     /// Bot definitions file.
     pub bots_file: PathBuf,
+    /// Stores other than the shared local ones (fault tests run their own,
+    /// so stopping them disturbs no other test).
+    pub redis_url: Option<String>,
+    pub amqp_url: Option<String>,
+    pub mongodb_url: Option<String>,
 }
 
 impl Default for Options {
@@ -57,6 +64,9 @@ impl Default for Options {
         Self {
             gateways: 1,
             bots_file: root().join("crates/bots/bots.example.yaml"),
+            redis_url: None,
+            amqp_url: None,
+            mongodb_url: None,
         }
     }
 }
@@ -150,7 +160,7 @@ pub struct Platform {
     _postgres: (TestPostgres, TestPostgres),
     _redis: TestRedis,
     _amqp: TestAmqp,
-    _mongo: TestMongo,
+    _mongo: Option<stores::Store>,
 }
 
 impl Platform {
@@ -159,7 +169,26 @@ impl Platform {
         let postgres = (TestPostgres::new().await?, TestPostgres::new().await?);
         let redis = TestRedis::new().await?;
         let amqp = TestAmqp::new().await?;
-        let mongo = TestMongo::new().await?;
+        // Its own MongoDB-protocol server: services are killed at the end of
+        // a test, and SecantusDB can keep a killed client's transaction open,
+        // which would wedge a shared server for every later test.
+        let mongo = match &options.mongodb_url {
+            Some(_) => None,
+            None => {
+                let mut store = stores::mongo(stores::Storage::Memory);
+                store.start().await;
+                Some(store)
+            }
+        };
+        let mongodb_url = options
+            .mongodb_url
+            .clone()
+            .or_else(|| {
+                mongo
+                    .as_ref()
+                    .map(|m| format!("mongodb://127.0.0.1:{}", m.port))
+            })
+            .unwrap_or_else(test_kit::mongodb_url);
         let logs = std::env::temp_dir().join(format!("e2e-{}", test_kit::unique_suffix()));
         std::fs::create_dir_all(&logs)?;
 
@@ -185,9 +214,18 @@ impl Platform {
             ("LOG_FORMAT", "json".to_owned()),
             ("RUST_LOG", "warn".to_owned()),
             ("SHUTDOWN_GRACE", "5s".to_owned()),
-            ("AMQP_URL", test_kit::amqp_url()),
+            (
+                "AMQP_URL",
+                options.amqp_url.clone().unwrap_or_else(test_kit::amqp_url),
+            ),
             ("AMQP_EXCHANGE", amqp.exchange.name.clone()),
-            ("REDIS_URL", test_kit::redis_url()),
+            (
+                "REDIS_URL",
+                options
+                    .redis_url
+                    .clone()
+                    .unwrap_or_else(test_kit::redis_url),
+            ),
             ("REDIS_KEY_PREFIX", redis.prefix.clone()),
             ("AUTH_GRPC_URL", url("auth")),
             ("USERS_GRPC_URL", url("users")),
@@ -226,8 +264,8 @@ impl Platform {
                 "chat".to_owned(),
                 with(&[
                     ("GRPC_ADDR", grpc_addr("chat")),
-                    ("MONGODB_URL", test_kit::mongodb_url()),
-                    ("MONGODB_DATABASE", mongo.name.clone()),
+                    ("MONGODB_URL", mongodb_url),
+                    ("MONGODB_DATABASE", "chat".to_owned()),
                     ("CHAT_SERVICE_TOKEN", chat_token.clone()),
                 ]),
             ),
@@ -319,6 +357,38 @@ impl Platform {
         out
     }
 
+    /// Starts `tests/socketio/e2e/<script>.mjs` without waiting for it (its
+    /// stdout is piped: read it with `wait_with_output`).
+    pub fn spawn_scenario(&self, script: &str, extra: &[(&str, &str)]) -> anyhow::Result<Child> {
+        let path = root()
+            .join("tests/socketio/e2e")
+            .join(format!("{script}.mjs"));
+        Ok(Command::new("node")
+            .arg(&path)
+            .env("GATEWAY_URL", self.gateway())
+            .env("GATEWAY_URLS", self.gateway_urls.join(","))
+            .envs(extra.iter().copied())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .kill_on_drop(true)
+            .spawn()?)
+    }
+
+    /// Whether every service answers its `/readyz` now.
+    pub async fn all_ready(&self) -> Vec<(String, bool)> {
+        let http = test_kit::http();
+        let mut out = Vec::new();
+        for process in &self.processes {
+            let ready = http
+                .get(format!("http://{}/readyz", process.admin))
+                .send()
+                .await
+                .is_ok_and(|r| r.status().is_success());
+            out.push((process.name.clone(), ready));
+        }
+        out
+    }
+
     /// Runs `tests/socketio/e2e/<script>.mjs` with the gateway URLs in
     /// `GATEWAY_URL` / `GATEWAY_URLS` (and `extra` env), and returns the JSON
     /// object it prints last. Fails with its output and the services' logs.
@@ -356,12 +426,31 @@ impl Platform {
 
 impl Drop for Platform {
     fn drop(&mut self) {
-        // kill_on_drop ends the processes; the test-kit guards drop the data.
+        // SIGTERM first, so services end their transactions and connections
+        // cleanly before the test-kit guards drop the data (a killed chat can
+        // leave a transaction open that blocks dropping its database); then
+        // SIGKILL whatever is still running after 10 s.
+        for process in &self.processes {
+            if let Some(pid) = process.child.as_ref().and_then(Child::id) {
+                let _ = std::process::Command::new("kill")
+                    .args(["-TERM", &pid.to_string()])
+                    .status();
+            }
+        }
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
         for process in &mut self.processes {
             if let Some(child) = process.child.as_mut() {
+                while matches!(child.try_wait(), Ok(None)) && std::time::Instant::now() < deadline {
+                    std::thread::sleep(Duration::from_millis(50));
+                }
                 let _ = child.start_kill();
             }
         }
-        let _ = std::fs::remove_dir_all(&self.logs);
+        // E2E_KEEP_LOGS=1 keeps the services' logs for a look afterwards.
+        if std::env::var_os("E2E_KEEP_LOGS").is_none() {
+            let _ = std::fs::remove_dir_all(&self.logs);
+        } else {
+            eprintln!("service logs kept in {}", self.logs.display());
+        }
     }
 }
