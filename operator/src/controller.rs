@@ -351,17 +351,29 @@ where
     Api::namespaced(client.clone(), namespace)
 }
 
+/// What the operator creates per ChatBot: namespaced objects it can read,
+/// compare and apply.
+trait Child:
+    Resource<Scope = NamespaceResourceScope> + Clone + std::fmt::Debug + Serialize + DeserializeOwned
+{
+}
+
+impl<K> Child for K where
+    K: Resource<Scope = NamespaceResourceScope>
+        + Clone
+        + std::fmt::Debug
+        + Serialize
+        + DeserializeOwned
+{
+}
+
 fn count(outcome: Outcome) -> usize {
     usize::from(outcome == Outcome::Applied)
 }
 
 async fn ensure<K>(client: &Client, namespace: &str, desired: &K) -> Result<(K, usize), kube::Error>
 where
-    K: Resource<Scope = NamespaceResourceScope>
-        + Clone
-        + std::fmt::Debug
-        + Serialize
-        + DeserializeOwned,
+    K: Child,
     K::DynamicType: Default,
 {
     let (live, outcome) = apply::ensure(&namespaced::<K>(client, namespace), desired).await?;
@@ -464,11 +476,7 @@ async fn converge<K>(
     wanted: &BTreeMap<Component, K>,
 ) -> Result<usize, Error>
 where
-    K: Resource<Scope = NamespaceResourceScope>
-        + Clone
-        + std::fmt::Debug
-        + Serialize
-        + DeserializeOwned,
+    K: Child,
     K::DynamicType: Default,
 {
     let api = namespaced::<K>(client, namespace);

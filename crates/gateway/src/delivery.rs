@@ -118,16 +118,18 @@ pub struct DeliveryTracker {
 }
 
 impl DeliveryTracker {
-    /// The tracker, and the task that marks deliveries in chat.
+    /// The tracker, and the task that marks deliveries in chat until `stop`
+    /// (then it marks what is already queued and ends).
     pub fn new(
         directory: SocketDirectory,
         chat: Downstream,
         credential: tonic::metadata::MetadataValue<tonic::metadata::Ascii>,
+        stop: impl Future<Output = ()> + Send,
     ) -> (Self, impl Future<Output = ()> + Send) {
         let (sender, receiver) = mpsc::unbounded_channel();
         (
             Self { directory, sender },
-            mark_delivered(receiver, chat, credential),
+            mark_delivered(receiver, chat, credential, stop),
         )
     }
 
@@ -159,9 +161,25 @@ async fn mark_delivered(
     mut receiver: mpsc::UnboundedReceiver<Delivered>,
     chat: Downstream,
     credential: tonic::metadata::MetadataValue<tonic::metadata::Ascii>,
+    stop: impl Future<Output = ()> + Send,
 ) {
-    // Ends when every tracker is dropped (the fan-out stopped).
-    while let Some(first) = receiver.recv().await {
+    // Ends when every tracker is dropped, or at `stop` once the queue is
+    // empty (trackers live as long as the Socket.IO state, so waiting for
+    // them alone held shutdown for the whole grace period).
+    tokio::pin!(stop);
+    let mut stopping = false;
+    loop {
+        let first = tokio::select! {
+            item = receiver.recv() => item,
+            () = &mut stop, if !stopping => {
+                stopping = true;
+                receiver.close();
+                receiver.recv().await
+            }
+        };
+        let Some(first) = first else {
+            return;
+        };
         let mut batch = vec![first];
         let window = tokio::time::sleep(COALESCE_WINDOW);
         tokio::pin!(window);
@@ -202,7 +220,6 @@ async fn mark_delivered(
     }
 }
 
-/// Follows the acks of one emitted message until they are all in (or time out).
 /// Whatever a client passes to its `message:new` ack callback: nothing
 /// (`ack()`, as README documents) or any values. Read as a tuple, so
 /// socketioxide hands over the whole (possibly empty) argument list instead
@@ -230,6 +247,7 @@ impl<'de> serde::Deserialize<'de> for AnyAck {
     }
 }
 
+/// Follows the acks of one emitted message until they are all in (or time out).
 pub async fn follow_acks<A: socketioxide::adapter::Adapter>(
     acks: socketioxide::ack::AckStream<AnyAck, A>,
     io: socketioxide::SocketIo<A>,

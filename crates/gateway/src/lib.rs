@@ -240,8 +240,12 @@ pub async fn serve(
                 &config.redis.key_prefix,
                 config.presence_heartbeat * 3,
             );
-            let (tracker, marker) =
-                delivery::DeliveryTracker::new(directory, services.chat.clone(), credential);
+            let (tracker, marker) = delivery::DeliveryTracker::new(
+                directory,
+                services.chat.clone(),
+                credential,
+                shutdown.cancelled(),
+            );
             shutdown.spawn(marker);
             Some(tracker)
         }

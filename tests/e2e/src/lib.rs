@@ -389,6 +389,19 @@ impl Platform {
         out
     }
 
+    /// A finished helper process's stdout; panics with its output and the
+    /// services' logs if it failed.
+    pub fn expect_success(&self, output: &std::process::Output) -> String {
+        let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
+        assert!(
+            output.status.success(),
+            "{stdout}\n{}\n{}",
+            String::from_utf8_lossy(&output.stderr),
+            self.log_tails()
+        );
+        stdout
+    }
+
     /// Runs `tests/socketio/e2e/<script>.mjs` with the gateway URLs in
     /// `GATEWAY_URL` / `GATEWAY_URLS` (and `extra` env), and returns the JSON
     /// object it prints last. Fails with its output and the services' logs.

@@ -54,13 +54,7 @@ async fn acknowledged_messages_survive_store_and_service_restarts() {
         .expect("the load script finishes")
         .unwrap();
     let _ = std::fs::remove_file(&stop_file);
-    let stdout = String::from_utf8_lossy(&output.stdout);
-    assert!(
-        output.status.success(),
-        "{stdout}\n{}\n{}",
-        String::from_utf8_lossy(&output.stderr),
-        platform.log_tails()
-    );
+    let stdout = platform.expect_success(&output);
     let report: serde_json::Value =
         serde_json::from_str(stdout.lines().rev().find(|l| l.starts_with('{')).unwrap()).unwrap();
     eprintln!("faults: {timeline:?}\nresult: {report}");

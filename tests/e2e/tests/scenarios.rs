@@ -138,15 +138,9 @@ async fn a_thousand_generated_requests_get_no_server_error() {
         .output()
         .await
         .unwrap();
-    let stdout = String::from_utf8_lossy(&output.stdout);
+    let stdout = platform.expect_success(&output);
     let summary = stdout.lines().last().unwrap_or_default().to_owned();
     eprintln!("{summary}");
-    assert!(
-        output.status.success(),
-        "{stdout}\n{}\n{}",
-        String::from_utf8_lossy(&output.stderr),
-        platform.log_tails()
-    );
     let requests: u64 = summary
         .split_whitespace()
         .find_map(|part| part.strip_prefix("requests="))
@@ -168,12 +162,6 @@ async fn the_web_client_works_in_a_browser() {
         .output()
         .await
         .unwrap();
-    let stdout = String::from_utf8_lossy(&output.stdout);
-    assert!(
-        output.status.success(),
-        "{stdout}\n{}\n{}",
-        String::from_utf8_lossy(&output.stderr),
-        platform.log_tails()
-    );
+    let stdout = platform.expect_success(&output);
     eprintln!("{}", stdout.lines().last().unwrap_or_default());
 }
