@@ -88,6 +88,7 @@ impl std::fmt::Display for ClientError {
 /// payload (`{token}`) or an `Authorization: Bearer` header.
 async fn authenticate<A: Adapter>(
     socket: SocketRef<A>,
+    io: SocketIo<A>,
     TryData(auth): TryData<HandshakeAuth>,
     State(state): State<RealtimeState>,
 ) -> Result<(), ClientError> {
@@ -109,10 +110,12 @@ async fn authenticate<A: Adapter>(
         .verifier
         .verify(&token)
         .map_err(|error| ClientError::from(ApiError::from(error)))?;
-    socket.extensions.insert(Caller {
+    let me = Caller {
         user_id: claims.sub.to_string(),
         token,
-    });
+    };
+    register(&socket, &io, &me);
+    socket.extensions.insert(me);
     Ok(())
 }
 
@@ -535,19 +538,14 @@ pub async fn heartbeat(
     }
 }
 
-async fn on_connect<A: Adapter>(
-    socket: SocketRef<A>,
-    io: SocketIo<A>,
-    State(state): State<RealtimeState>,
-) {
-    let Some(me) = caller(&socket) else {
-        socket.disconnect().ok();
-        return;
-    };
+/// The socket's room and event handlers. Called by [`authenticate`], which
+/// socketioxide awaits before it sends the CONNECT packet: an async connect
+/// handler runs in a task of its own after that packet, so a client that
+/// emits right after `connect` could otherwise reach no handler (seen as an
+/// ack timeout of an immediate `auth:refresh` in the end-to-end tests).
+fn register<A: Adapter>(socket: &SocketRef<A>, io: &SocketIo<A>, me: &Caller) {
     socket.join(user_room(&me.user_id));
 
-    // Handlers first: events the client sends right after `connect` must
-    // find them registered.
     socket.on(
         "message:send",
         async |socket: SocketRef<A>,
@@ -641,6 +639,15 @@ async fn on_connect<A: Adapter>(
             }
         },
     );
+}
+
+/// After the CONNECT packet: the socket's directory entry and presence
+/// (its handlers are already registered by [`authenticate`]).
+async fn on_connect<A: Adapter>(socket: SocketRef<A>, State(state): State<RealtimeState>) {
+    let Some(me) = caller(&socket) else {
+        socket.disconnect().ok();
+        return;
+    };
     if let Some(deliveries) = &state.deliveries {
         deliveries
             .directory
