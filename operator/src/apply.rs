@@ -109,9 +109,17 @@ pub async fn remove_owned<K>(api: &Api<K>, name: &str, owner_uid: &str) -> Resul
 where
     K: Resource + Clone + Debug + DeserializeOwned,
 {
-    let Some(live) = api.get_opt(name).await? else {
-        return Ok(false);
-    };
+    match api.get_opt(name).await? {
+        Some(live) => delete_owned(api, &live, owner_uid).await,
+        None => Ok(false),
+    }
+}
+
+/// Deletes `live` if `owner_uid` controls it. Returns whether it did.
+pub async fn delete_owned<K>(api: &Api<K>, live: &K, owner_uid: &str) -> Result<bool, kube::Error>
+where
+    K: Resource + Clone + Debug + DeserializeOwned,
+{
     let owned = live
         .owner_references()
         .iter()
@@ -119,7 +127,10 @@ where
     if !owned {
         return Ok(false);
     }
-    match api.delete(name, &DeleteParams::background()).await {
+    match api
+        .delete(&live.name_any(), &DeleteParams::background())
+        .await
+    {
         Ok(_) => Ok(true),
         Err(kube::Error::Api(status)) if status.code == 404 => Ok(false),
         Err(error) => Err(error),

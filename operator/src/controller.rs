@@ -479,15 +479,23 @@ where
     K: Child,
     K::DynamicType: Default,
 {
-    let api = namespaced::<K>(client, namespace);
     let mut writes = 0;
-    for component in Component::ALL {
-        match wanted.get(&component) {
-            Some(object) => writes += ensure(client, namespace, object).await?.1,
-            None => {
-                let name = desired::child_name(chatbot, component);
-                writes += usize::from(apply::remove_owned(&api, &name, owner_uid).await?);
-            }
+    for object in wanted.values() {
+        writes += ensure(client, namespace, object).await?.1;
+    }
+    // The ones no longer wanted: one list of this instance's objects of the
+    // kind, rather than a GET per component name.
+    let api = namespaced::<K>(client, namespace);
+    let instance = ListParams::default().labels(&format!(
+        "app.kubernetes.io/instance={}",
+        chatbot.name_any()
+    ));
+    for live in api.list(&instance).await?.items {
+        if !wanted
+            .values()
+            .any(|object| object.name_any() == live.name_any())
+        {
+            writes += usize::from(apply::delete_owned(&api, &live, owner_uid).await?);
         }
     }
     Ok(writes)

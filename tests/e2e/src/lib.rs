@@ -42,10 +42,6 @@ fn binary(name: &str) -> anyhow::Result<PathBuf> {
     Ok(path)
 }
 
-fn free_port() -> anyhow::Result<u16> {
-    Ok(stores::free_port())
-}
-
 #[derive(Debug, Clone)]
 pub struct Options {
     /// Gateway replicas (they share the Redis adapter and the fan-out queue).
@@ -199,10 +195,10 @@ impl Platform {
         let fanout_queue = queue("fanout");
 
         let grpc: BTreeMap<&str, u16> = [
-            ("auth", free_port()?),
-            ("users", free_port()?),
-            ("chat", free_port()?),
-            ("bots", free_port()?),
+            ("auth", stores::free_port()),
+            ("users", stores::free_port()),
+            ("chat", stores::free_port()),
+            ("bots", stores::free_port()),
         ]
         .into_iter()
         .collect();
@@ -281,7 +277,7 @@ impl Platform {
         ];
         let mut gateway_urls = Vec::new();
         for replica in 0..options.gateways.max(1) {
-            let port = free_port()?;
+            let port = stores::free_port();
             gateway_urls.push(format!("http://127.0.0.1:{port}"));
             specs.push((
                 format!("gateway-{replica}"),
@@ -309,7 +305,7 @@ impl Platform {
         for (name, env) in specs {
             let mut process = Process {
                 log: platform.logs.join(format!("{name}.log")),
-                admin: SocketAddr::from(([127, 0, 0, 1], free_port()?)),
+                admin: SocketAddr::from(([127, 0, 0, 1], stores::free_port())),
                 name,
                 env,
                 child: None,
