@@ -150,8 +150,6 @@ fn internal_ref(chatbot: &ChatBot, key: &str) -> SecretKeyRef {
 pub struct Binding {
     pub env: &'static str,
     pub secret: SecretKeyRef,
-    /// Created by the operator (so never "missing" for long).
-    pub generated: bool,
 }
 
 /// The Secret keys a component reads, as environment variables.
@@ -160,12 +158,10 @@ pub fn bindings(chatbot: &ChatBot, component: Component) -> Vec<Binding> {
     let user = |env, secret: &SecretKeyRef| Binding {
         env,
         secret: secret.clone(),
-        generated: false,
     };
     let generated = |env, key| Binding {
         env,
         secret: internal_ref(chatbot, key),
-        generated: true,
     };
     let mut out = vec![user("AMQP_URL", &databases.rabbitmq)];
     if component.uses_redis() {
@@ -178,16 +174,9 @@ pub fn bindings(chatbot: &ChatBot, component: Component) -> Vec<Binding> {
         }
         Component::Auth => {
             out.push(user("DATABASE_URL", &databases.postgres.auth));
-            let key = signing_key_ref(chatbot);
-            let user_provided = chatbot
-                .spec
-                .auth
-                .as_ref()
-                .is_some_and(|auth| auth.signing_key_secret.is_some());
             out.push(Binding {
                 env: "AUTH_SIGNING_KEY",
-                secret: key,
-                generated: !user_provided,
+                secret: signing_key_ref(chatbot),
             });
             out.push(generated("AUTH_SERVICE_TOKEN", AUTH_SERVICE_TOKEN_KEY));
         }
