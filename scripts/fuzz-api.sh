@@ -46,7 +46,9 @@ args=(run "$GATEWAY/api/v1/openapi.json" --url "$GATEWAY"
 [[ -n $TOKEN ]] && args+=(--header "Authorization: Bearer $TOKEN")
 
 status=0
-"$VENV/bin/schemathesis" "${args[@]}" >"$WORK/out.txt" 2>&1 || status=$?
+# From the scratch directory: schemathesis keeps a cache (.schemathesis/)
+# in its working directory, which must not land in the repository.
+(cd "$WORK" && "$VENV/bin/schemathesis" "${args[@]}") >"$WORK/out.txt" 2>&1 || status=$?
 
 # Every response schemathesis got, from its event log.
 read -r requests server_errors < <(python3 - "$WORK/events.ndjson" <<'EOF'

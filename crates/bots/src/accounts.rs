@@ -59,15 +59,12 @@ impl BotAccounts {
         };
         let response = self
             .auth
-            .call(
+            .call_as_service(
                 CallKind::Idempotent,
-                None,
+                &credential,
                 request,
-                |channel, mut request| {
-                    request
-                        .metadata_mut()
-                        .insert(service_kit::token::SERVICE_TOKEN_HEADER, credential.clone());
-                    async move { AuthServiceClient::new(channel).provision_bot(request).await }
+                |channel, request| async move {
+                    AuthServiceClient::new(channel).provision_bot(request).await
                 },
             )
             .await

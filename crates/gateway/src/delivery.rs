@@ -22,8 +22,12 @@ use tokio::sync::mpsc;
 
 /// How long the gateway waits for a client's ack of `message:new`.
 pub const ACK_TIMEOUT: Duration = Duration::from_secs(10);
-/// Acks gathered before one round of `MarkDelivered` calls.
-const COALESCE_WINDOW: Duration = Duration::from_millis(100);
+/// Acks gathered before one round of `MarkDelivered` calls: at most one
+/// call per (reader, conversation) per second, however busy the
+/// conversation. Each call is a write in chat and a `receipt.updated` to
+/// every member, and a delivered tick may lag by a second (the platform
+/// benchmark's groups saturated the database on receipts at 100 ms).
+const COALESCE_WINDOW: Duration = Duration::from_secs(1);
 const MAX_BATCH: usize = 1_000;
 /// Concurrent `MarkDelivered` calls per round.
 const CALLS_IN_FLIGHT: usize = 16;
@@ -91,14 +95,24 @@ impl SocketDirectory {
         }
     }
 
-    pub async fn user_of(&self, socket_id: &str) -> Option<String> {
+    /// The users of these sockets (`None` where unknown), in one round trip.
+    pub async fn users_of(&self, socket_ids: &[String]) -> Vec<Option<String>> {
+        if socket_ids.is_empty() {
+            return Vec::new();
+        }
+        let keys: Vec<String> = socket_ids.iter().map(|id| self.key(id)).collect();
         let mut redis = self.redis.clone();
-        redis::cmd("GET")
-            .arg(self.key(socket_id))
-            .query_async::<Option<String>>(&mut redis)
+        match redis::cmd("MGET")
+            .arg(&keys)
+            .query_async::<Vec<Option<String>>>(&mut redis)
             .await
-            .ok()
-            .flatten()
+        {
+            Ok(users) => users,
+            Err(error) => {
+                tracing::debug!(%error, "could not look up acknowledging sockets");
+                vec![None; socket_ids.len()]
+            }
+        }
     }
 }
 
@@ -203,12 +217,8 @@ async fn mark_delivered(
                         user_id: delivered.user_id,
                     };
                     let result = chat
-                        .call(CallKind::Idempotent, None, request, |channel, mut request| {
-                            request.metadata_mut().insert(
-                                service_kit::token::SERVICE_TOKEN_HEADER,
-                                credential.clone(),
-                            );
-                            async move { ChatServiceClient::new(channel).mark_delivered(request).await }
+                        .call_as_service(CallKind::Idempotent, &credential, request, |channel, request| async move {
+                            ChatServiceClient::new(channel).mark_delivered(request).await
                         })
                         .await;
                     if let Err(status) = result {
@@ -247,6 +257,10 @@ impl<'de> serde::Deserialize<'de> for AnyAck {
     }
 }
 
+/// Acks resolved together: those that arrive together (a remote replica's
+/// come in bursts through Redis) cost one directory lookup.
+const ACK_CHUNK: usize = 256;
+
 /// Follows the acks of one emitted message until they are all in (or time out).
 pub async fn follow_acks<A: socketioxide::adapter::Adapter>(
     acks: socketioxide::ack::AckStream<AnyAck, A>,
@@ -256,16 +270,28 @@ pub async fn follow_acks<A: socketioxide::adapter::Adapter>(
     seq: u64,
     local_user: impl Fn(&socketioxide::extract::SocketRef<A>) -> Option<String>,
 ) {
-    let mut acks = std::pin::pin!(acks);
-    while let Some((socket_id, result)) = acks.next().await {
-        if result.is_err() {
-            continue;
+    let mut acks = std::pin::pin!(acks.ready_chunks(ACK_CHUNK));
+    while let Some(chunk) = acks.next().await {
+        let mut users = Vec::new();
+        let mut remote = Vec::new();
+        for (socket_id, result) in chunk {
+            if result.is_err() {
+                continue;
+            }
+            match io.get_socket(socket_id) {
+                Some(socket) => users.extend(local_user(&socket)),
+                None => remote.push(socket_id.to_string()),
+            }
         }
-        let user = match io.get_socket(socket_id) {
-            Some(socket) => local_user(&socket),
-            None => tracker.directory.user_of(&socket_id.to_string()).await,
-        };
-        if let Some(user_id) = user {
+        users.extend(
+            tracker
+                .directory
+                .users_of(&remote)
+                .await
+                .into_iter()
+                .flatten(),
+        );
+        for user_id in users {
             tracker.acknowledged(Delivered {
                 user_id,
                 conversation_id: conversation_id.clone(),
@@ -278,6 +304,27 @@ pub async fn follow_acks<A: socketioxide::adapter::Adapter>(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[tokio::test]
+    async fn sockets_resolve_to_users_in_one_lookup() {
+        let redis = test_kit::TestRedis::new().await.unwrap();
+        let directory =
+            SocketDirectory::new(redis.redis.clone(), &redis.prefix, Duration::from_secs(60));
+        directory
+            .register(&[
+                ("s1".to_owned(), "ann".to_owned()),
+                ("s2".to_owned(), "bob".to_owned()),
+            ])
+            .await;
+        let ids = ["s2", "gone", "s1"].map(str::to_owned);
+        assert_eq!(
+            directory.users_of(&ids).await,
+            [Some("bob".to_owned()), None, Some("ann".to_owned())]
+        );
+        assert!(directory.users_of(&[]).await.is_empty());
+        directory.forget("s1").await;
+        assert_eq!(directory.users_of(&ids[2..]).await, [None]);
+    }
 
     #[test]
     fn acks_coalesce_to_the_highest_seq_per_reader_and_conversation() {

@@ -264,7 +264,9 @@ pub async fn serve(
         service_token: config
             .users_service_token
             .as_ref()
-            .map(|token| token.expose_secret().into()),
+            .map(|token| tonic::metadata::MetadataValue::try_from(token.expose_secret()))
+            .transpose()
+            .context("USERS_SERVICE_TOKEN is not a valid header value")?,
     };
     let (socket_layer, io) = socket_io(&config, realtime_state.clone()).await?;
 

@@ -11,8 +11,8 @@ use tracing::Instrument as _;
 use proto::EventPayload;
 use proto::chat::v1 as chat_grpc;
 use proto::chat::v1::chat_service_client::ChatServiceClient;
-use proto::users::v1::DevicePresenceRequest;
 use proto::users::v1::users_service_client::UsersServiceClient;
+use proto::users::v1::{DevicePresenceRequest, DevicesHeartbeatRequest};
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 use service_kit::amqp::{EventHandler, HandlerError};
@@ -21,7 +21,7 @@ use service_kit::token::bearer_token;
 use service_kit::{ApiError, ErrorCode};
 use socketioxide::SocketIo;
 use socketioxide::adapter::Adapter;
-use socketioxide::extract::{AckSender, SocketRef, State, TryData};
+use socketioxide::extract::{AckSender, Event, SocketRef, State, TryData};
 use socketioxide::handler::ConnectHandler;
 
 use crate::delivery::{self, DeliveryTracker};
@@ -42,7 +42,7 @@ pub struct RealtimeState {
     /// Names this process in device ids (`<gateway>/<socket id>`).
     pub instance: Arc<str>,
     /// users' service credential, if configured.
-    pub service_token: Option<Arc<str>>,
+    pub service_token: Option<tonic::metadata::MetadataValue<tonic::metadata::Ascii>>,
     /// Marks deliveries from socket acks (when chat's credential is configured).
     pub deliveries: Option<DeliveryTracker>,
 }
@@ -88,7 +88,6 @@ impl std::fmt::Display for ClientError {
 /// payload (`{token}`) or an `Authorization: Bearer` header.
 async fn authenticate<A: Adapter>(
     socket: SocketRef<A>,
-    io: SocketIo<A>,
     TryData(auth): TryData<HandshakeAuth>,
     State(state): State<RealtimeState>,
 ) -> Result<(), ClientError> {
@@ -114,7 +113,7 @@ async fn authenticate<A: Adapter>(
         user_id: claims.sub.to_string(),
         token,
     };
-    register(&socket, &io, &me);
+    register(&socket, &me);
     socket.extensions.insert(me);
     Ok(())
 }
@@ -458,53 +457,47 @@ enum PresenceCall {
 /// Reports one socket's presence to users: with the service credential
 /// when configured (sockets outlive access tokens), else the user's token.
 async fn presence(state: &RealtimeState, caller: &Caller, socket_id: String, call: PresenceCall) {
-    let service_token = state
-        .service_token
-        .as_deref()
-        .and_then(|token| tonic::metadata::MetadataValue::try_from(token).ok());
     let request = DevicePresenceRequest {
         device_id: format!("{}/{socket_id}", state.instance),
-        user_id: if service_token.is_some() {
+        user_id: if state.service_token.is_some() {
             caller.user_id.clone()
         } else {
             String::new()
         },
     };
-    let bearer = if service_token.is_some() {
-        None
-    } else {
-        Some(caller.token.as_str())
+    let send = |channel, request| async move {
+        let mut users = UsersServiceClient::new(channel);
+        match call {
+            PresenceCall::Connected => users.device_connected(request).await,
+            PresenceCall::Heartbeat => users.device_heartbeat(request).await,
+            PresenceCall::Disconnected => users.device_disconnected(request).await,
+        }
     };
-    let result = state
-        .app
-        .users
-        .call(
-            CallKind::Idempotent,
-            bearer,
-            request,
-            |channel, mut request| {
-                if let Some(token) = &service_token {
-                    request
-                        .metadata_mut()
-                        .insert(service_kit::token::SERVICE_TOKEN_HEADER, token.clone());
-                }
-                async move {
-                    let mut users = UsersServiceClient::new(channel);
-                    match call {
-                        PresenceCall::Connected => users.device_connected(request).await,
-                        PresenceCall::Heartbeat => users.device_heartbeat(request).await,
-                        PresenceCall::Disconnected => users.device_disconnected(request).await,
-                    }
-                }
-            },
-        )
-        .await;
+    let users = &state.app.users;
+    let result = match &state.service_token {
+        Some(credential) => {
+            users
+                .call_as_service(CallKind::Idempotent, credential, request, send)
+                .await
+        }
+        None => {
+            users
+                .call(CallKind::Idempotent, Some(&caller.token), request, send)
+                .await
+        }
+    };
     if let Err(status) = result {
         tracing::warn!(code = ?status.code(), ?call, "presence update failed");
     }
 }
 
-/// Renews the presence of every socket connected to this replica.
+/// Devices per `DevicesHeartbeat` call (users accepts up to 5,000).
+const HEARTBEAT_BATCH: usize = 2_000;
+
+/// Renews the presence of every socket connected to this replica: with the
+/// service credential, one `DevicesHeartbeat` call per 2,000 sockets;
+/// without it (development), or when users predates that call, one call
+/// per socket.
 pub async fn heartbeat(
     io: SocketIo<GatewayAdapter>,
     state: RealtimeState,
@@ -529,6 +522,15 @@ pub async fn heartbeat(
                 .collect();
             deliveries.directory.register(&entries).await;
         }
+        if state.service_token.is_some() {
+            let mut batched = true;
+            for batch in sockets.chunks(HEARTBEAT_BATCH) {
+                batched = batched && heartbeat_batch(&state, batch).await;
+            }
+            if batched {
+                continue;
+            }
+        }
         futures::stream::iter(sockets)
             .for_each_concurrent(32, |(me, id)| {
                 let state = &state;
@@ -538,89 +540,83 @@ pub async fn heartbeat(
     }
 }
 
-/// The socket's room and event handlers. Called by [`authenticate`], which
-/// socketioxide awaits before it sends the CONNECT packet: an async connect
-/// handler runs in a task of its own after that packet, so a client that
-/// emits right after `connect` could otherwise reach no handler (seen as an
-/// ack timeout of an immediate `auth:refresh` in the end-to-end tests).
-fn register<A: Adapter>(socket: &SocketRef<A>, io: &SocketIo<A>, me: &Caller) {
-    socket.join(user_room(&me.user_id));
+/// One `DevicesHeartbeat` call; false when users does not know the call yet
+/// (an older version during a rolling upgrade): then every socket is renewed
+/// one by one, as before.
+async fn heartbeat_batch(state: &RealtimeState, sockets: &[(Caller, String)]) -> bool {
+    let Some(credential) = &state.service_token else {
+        return false;
+    };
+    let request = DevicesHeartbeatRequest {
+        devices: sockets
+            .iter()
+            .map(|(me, socket_id)| DevicePresenceRequest {
+                device_id: format!("{}/{socket_id}", state.instance),
+                user_id: me.user_id.clone(),
+            })
+            .collect(),
+    };
+    let result = state
+        .app
+        .users
+        .call_as_service(
+            CallKind::Idempotent,
+            credential,
+            request,
+            |channel, request| async move {
+                UsersServiceClient::new(channel)
+                    .devices_heartbeat(request)
+                    .await
+            },
+        )
+        .await;
+    match result {
+        Err(status) if status.code() == tonic::Code::Unimplemented => false,
+        Err(status) => {
+            tracing::warn!(code = ?status.code(), devices = sockets.len(), "presence heartbeat failed");
+            true
+        }
+        Ok(_) => true,
+    }
+}
 
-    socket.on(
-        "message:send",
+/// The socket's room and its one event handler. Called by [`authenticate`],
+/// which socketioxide awaits before it sends the CONNECT packet: an async
+/// connect handler runs in a task of its own after that packet, so a client
+/// that emits right after `connect` could otherwise reach no handler (seen
+/// as an ack timeout of an immediate `auth:refresh` in the end-to-end tests).
+///
+/// One fallback handler dispatches on the event name instead of a handler
+/// per event: socketioxide keeps handlers per socket, and ten of them cost
+/// every idle connection a hash map and ten boxes (~2 KB).
+fn register<A: Adapter>(socket: &SocketRef<A>, me: &Caller) {
+    socket.join(user_room(&me.user_id));
+    socket.on_fallback(
         async |socket: SocketRef<A>,
+               io: SocketIo<A>,
+               Event(event): Event,
                TryData(data): TryData<Value>,
                ack: AckSender<A>,
                State(state): State<RealtimeState>| {
-            if let Some(me) = caller(&socket) {
-                ack_result(ack, on_send(&state, &me, data).await);
-            }
-        },
-    );
-    for (event, read) in [("message:read", true), ("message:delivered", false)] {
-        socket.on(
-            event,
-            async move |socket: SocketRef<A>,
-                        TryData(data): TryData<Value>,
-                        ack: AckSender<A>,
-                        State(state): State<RealtimeState>| {
-                if let Some(me) = caller(&socket) {
-                    ack_result(ack, on_mark(&state, &me, data, read).await);
-                }
-            },
-        );
-    }
-    for (event, typing) in [("typing:start", true), ("typing:stop", false)] {
-        let io = io.clone();
-        socket.on(
-            event,
-            async move |socket: SocketRef<A>,
-                        TryData(data): TryData<Value>,
-                        ack: AckSender<A>,
-                        State(state): State<RealtimeState>| {
-                if let Some(me) = caller(&socket) {
-                    ack_result(ack, on_typing(&io, &state, &me, data, typing).await);
-                }
-            },
-        );
-    }
-    socket.on(
-        "presence:subscribe",
-        async |socket: SocketRef<A>,
-               TryData(data): TryData<Value>,
-               ack: AckSender<A>,
-               State(state): State<RealtimeState>| {
-            if let Some(me) = caller(&socket) {
-                ack_result(ack, on_presence_subscribe(&socket, &state, &me, data).await);
-            }
-        },
-    );
-    socket.on(
-        "presence:unsubscribe",
-        async |socket: SocketRef<A>, TryData(data): TryData<Value>, ack: AckSender<A>| {
-            ack_result(ack, on_presence_unsubscribe(&socket, data));
-        },
-    );
-    socket.on(
-        "auth:refresh",
-        async |socket: SocketRef<A>,
-               TryData(data): TryData<Value>,
-               ack: AckSender<A>,
-               State(state): State<RealtimeState>| {
-            if let Some(me) = caller(&socket) {
-                ack_result(ack, on_refresh(&socket, &state, &me, data));
-            }
-        },
-    );
-    socket.on(
-        "sync",
-        async |socket: SocketRef<A>,
-               TryData(data): TryData<Value>,
-               ack: AckSender<A>,
-               State(state): State<RealtimeState>| {
-            if let Some(me) = caller(&socket) {
-                ack_result(ack, on_sync(&state, &me, data).await);
-            }
+            let Some(me) = caller(&socket) else {
+                return;
+            };
+            let result = match event.as_str() {
+                "message:send" => on_send(&state, &me, data).await,
+                "message:read" => on_mark(&state, &me, data, true).await,
+                "message:delivered" => on_mark(&state, &me, data, false).await,
+                "typing:start" => on_typing(&io, &state, &me, data, true).await,
+                "typing:stop" => on_typing(&io, &state, &me, data, false).await,
+                "presence:subscribe" => on_presence_subscribe(&socket, &state, &me, data).await,
+                "presence:unsubscribe" => on_presence_unsubscribe(&socket, data),
+                "auth:refresh" => on_refresh(&socket, &state, &me, data),
+                "sync" => on_sync(&state, &me, data).await,
+                _ => Err(ApiError::invalid(
+                    "event",
+                    format!("unknown event {event:?}"),
+                )),
+            };
+            ack_result(ack, result);
         },
     );
     socket.on_disconnect(

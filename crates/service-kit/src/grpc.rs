@@ -440,6 +440,30 @@ impl Downstream {
         &self.breaker
     }
 
+    /// [`call`](Self::call) on a service's own behalf: the request carries
+    /// the shared service credential (`x-service-token`) instead of a
+    /// user's token.
+    pub async fn call_as_service<M, T, F, Fut>(
+        &self,
+        kind: CallKind,
+        credential: &tonic::metadata::MetadataValue<tonic::metadata::Ascii>,
+        message: M,
+        send: F,
+    ) -> Result<T, tonic::Status>
+    where
+        M: Clone,
+        F: Fn(Channel, tonic::Request<M>) -> Fut,
+        Fut: Future<Output = Result<tonic::Response<T>, tonic::Status>>,
+    {
+        self.call(kind, None, message, |channel, mut request| {
+            request
+                .metadata_mut()
+                .insert(crate::token::SERVICE_TOKEN_HEADER, credential.clone());
+            send(channel, request)
+        })
+        .await
+    }
+
     /// Sends `message` through `send` with a deadline, the caller's bearer
     /// token and trace context; retries idempotent calls on availability
     /// failures; fails fast while the breaker is open.

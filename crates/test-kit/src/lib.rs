@@ -23,6 +23,7 @@ use service_kit::amqp::{Broker, ConsumerSpec, Exchange};
 use tokio::net::TcpListener;
 
 pub mod clients;
+pub mod process;
 mod proxy;
 mod spans;
 pub use clients::{authed, http, next_event, wait_ready};

@@ -128,20 +128,47 @@ impl PresenceStore {
         user_id: Uuid,
         device: &str,
     ) -> Result<Option<Transition>, UsersError> {
+        Ok(self
+            .touch_many(&[(user_id, device.to_owned())])
+            .await?
+            .pop())
+    }
+
+    /// Many devices' heartbeats in one round trip. Returns the transitions
+    /// of users this brought online (their devices had all expired).
+    pub async fn touch_many(
+        &self,
+        devices: &[(Uuid, String)],
+    ) -> Result<Vec<Transition>, UsersError> {
+        if devices.is_empty() {
+            return Ok(Vec::new());
+        }
         let now = Utc::now();
-        let came_online: i64 = redis::Script::new(TOUCH)
-            .arg(&self.prefix)
-            .arg(user_id.to_string())
-            .arg(device)
-            .arg(millis(now))
-            .arg(self.ttl_ms())
-            .invoke_async(&mut self.redis.clone())
-            .await?;
-        Ok((came_online == 1).then_some(Transition {
-            user_id,
-            online: true,
-            at: now,
-        }))
+        let script = redis::Script::new(TOUCH);
+        let mut pipe = redis::pipe();
+        // EVALSHA in a pipeline does not load the script by itself.
+        pipe.load_script(&script).ignore();
+        for (user_id, device) in devices {
+            pipe.invoke_script(
+                script
+                    .arg(&self.prefix)
+                    .arg(user_id.to_string())
+                    .arg(device)
+                    .arg(millis(now))
+                    .arg(self.ttl_ms()),
+            );
+        }
+        let came_online: Vec<i64> = pipe.query_async(&mut self.redis.clone()).await?;
+        Ok(devices
+            .iter()
+            .zip(came_online)
+            .filter(|(_, came)| *came == 1)
+            .map(|((user_id, _), _)| Transition {
+                user_id: *user_id,
+                online: true,
+                at: now,
+            })
+            .collect())
     }
 
     /// A device disconnected. Returns the transition when it was the last.

@@ -11,11 +11,12 @@ use proto::users::v1::users_service_server::UsersService;
 use proto::users::v1::{
     Audience, BlockRequest, BlockResponse, CheckMessagePermissionsRequest,
     CheckMessagePermissionsResponse, ContactRequest, ContactResponse, Denial,
-    DevicePresenceRequest, GetMyProfileRequest, GetPresenceRequest, GetPresenceResponse,
-    GetPrivacyRequest, GetProfilesRequest, GetProfilesResponse, GetReceiptPreferencesRequest,
-    GetReceiptPreferencesResponse, ListBlockedRequest, ListContactsRequest, ListUsersPage,
-    MessagePermission, Presence, PresenceAck, PrivacySettings, Profile, SearchHit,
-    SearchUsersRequest, SearchUsersResponse, UpdatePrivacyRequest, UpdateProfileRequest,
+    DevicePresenceRequest, DevicesHeartbeatRequest, DevicesHeartbeatResponse, GetMyProfileRequest,
+    GetPresenceRequest, GetPresenceResponse, GetPrivacyRequest, GetProfilesRequest,
+    GetProfilesResponse, GetReceiptPreferencesRequest, GetReceiptPreferencesResponse,
+    ListBlockedRequest, ListContactsRequest, ListUsersPage, MessagePermission, Presence,
+    PresenceAck, PrivacySettings, Profile, SearchHit, SearchUsersRequest, SearchUsersResponse,
+    UpdatePrivacyRequest, UpdateProfileRequest,
 };
 use service_kit::amqp::EventPublisher;
 use service_kit::pg_outbox::OutboxRelay;
@@ -32,6 +33,8 @@ use crate::profiles::{self, PrivacyChanges, ProfileChanges, ProfileRow, Relation
 
 /// Largest batch of ids one call may ask about.
 pub const MAX_BATCH: usize = 500;
+/// Largest batch of devices one `DevicesHeartbeat` may renew.
+pub const MAX_HEARTBEAT_BATCH: usize = 5_000;
 const DEFAULT_PAGE: u32 = 20;
 const MAX_PAGE: u32 = 100;
 
@@ -647,6 +650,50 @@ impl UsersService for UsersApi {
         request: Request<DevicePresenceRequest>,
     ) -> Result<Response<PresenceAck>, Status> {
         self.device_connected(request).await
+    }
+
+    async fn devices_heartbeat(
+        &self,
+        request: Request<DevicesHeartbeatRequest>,
+    ) -> Result<Response<DevicesHeartbeatResponse>, Status> {
+        respond(
+            async {
+                if !service_kit::token::has_service_credential(
+                    request.metadata(),
+                    self.state.service_token.as_ref(),
+                ) {
+                    return Err(ApiError::unauthenticated(
+                        "DevicesHeartbeat needs the service credential (x-service-token)",
+                    )
+                    .into());
+                }
+                let devices = &request.get_ref().devices;
+                if devices.is_empty() || devices.len() > MAX_HEARTBEAT_BATCH {
+                    return Err(ApiError::invalid(
+                        "devices",
+                        format!("devices must hold 1-{MAX_HEARTBEAT_BATCH} entries"),
+                    )
+                    .into());
+                }
+                let devices = devices
+                    .iter()
+                    .map(|device| {
+                        Ok((
+                            parse_id(&device.user_id, "devices.user_id")?,
+                            Self::device_id(&device.device_id)?,
+                        ))
+                    })
+                    .collect::<Result<Vec<_>, UsersError>>()?;
+                let transitions = self.state.presence.touch_many(&devices).await?;
+                for transition in &transitions {
+                    self.publish_transition(*transition).await;
+                }
+                Ok(DevicesHeartbeatResponse {
+                    came_online: u32::try_from(transitions.len()).unwrap_or(u32::MAX),
+                })
+            }
+            .await,
+        )
     }
 
     async fn device_disconnected(

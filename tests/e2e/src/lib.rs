@@ -53,6 +53,12 @@ pub struct Options {
     pub redis_url: Option<String>,
     pub amqp_url: Option<String>,
     pub mongodb_url: Option<String>,
+    /// auth's signing key as `(kid, PKCS#8 PEM)`, so a benchmark can mint
+    /// tokens itself; unset, auth makes its own.
+    pub auth_signing_key: Option<(String, String)>,
+    /// Whether gateways mark messages delivered when sockets ack them (they
+    /// get chat's service credential); on by default, as in production.
+    pub delivered_on_ack: bool,
 }
 
 impl Default for Options {
@@ -63,6 +69,8 @@ impl Default for Options {
             redis_url: None,
             amqp_url: None,
             mongodb_url: None,
+            auth_signing_key: None,
+            delivered_on_ack: true,
         }
     }
 }
@@ -156,7 +164,7 @@ pub struct Platform {
     _postgres: (TestPostgres, TestPostgres),
     _redis: TestRedis,
     _amqp: TestAmqp,
-    _mongo: Option<stores::Store>,
+    mongo: Option<stores::Store>,
 }
 
 impl Platform {
@@ -237,6 +245,16 @@ impl Platform {
         };
         let grpc_addr = |name: &str| format!("127.0.0.1:{}", grpc[name]);
 
+        let mut auth_env = vec![
+            ("GRPC_ADDR", grpc_addr("auth")),
+            ("DATABASE_URL", postgres.0.url().expose_secret().to_owned()),
+            ("AUTH_SERVICE_TOKEN", auth_token.clone()),
+            ("BCRYPT_COST", "4".to_owned()),
+        ];
+        if let Some((kid, pem)) = &options.auth_signing_key {
+            auth_env.push(("AUTH_SIGNING_KEY_ID", kid.clone()));
+            auth_env.push(("AUTH_SIGNING_KEY", pem.clone()));
+        }
         let mut specs = vec![
             (
                 "users".to_owned(),
@@ -247,15 +265,7 @@ impl Platform {
                     ("USERS_QUEUE", users_queue),
                 ]),
             ),
-            (
-                "auth".to_owned(),
-                with(&[
-                    ("GRPC_ADDR", grpc_addr("auth")),
-                    ("DATABASE_URL", postgres.0.url().expose_secret().to_owned()),
-                    ("AUTH_SERVICE_TOKEN", auth_token.clone()),
-                    ("BCRYPT_COST", "4".to_owned()),
-                ]),
-            ),
+            ("auth".to_owned(), with(&auth_env)),
             (
                 "chat".to_owned(),
                 with(&[
@@ -279,17 +289,17 @@ impl Platform {
         for replica in 0..options.gateways.max(1) {
             let port = stores::free_port();
             gateway_urls.push(format!("http://127.0.0.1:{port}"));
-            specs.push((
-                format!("gateway-{replica}"),
-                with(&[
-                    ("HTTP_ADDR", format!("127.0.0.1:{port}")),
-                    ("USERS_SERVICE_TOKEN", users_token.clone()),
-                    ("CHAT_SERVICE_TOKEN", chat_token.clone()),
-                    ("FANOUT_QUEUE", fanout_queue.clone()),
-                    // Each test's clients come from 127.0.0.1: no IP limit.
-                    ("AUTH_RATE_LIMIT", "1000/1s".to_owned()),
-                ]),
-            ));
+            let mut gateway_env = vec![
+                ("HTTP_ADDR", format!("127.0.0.1:{port}")),
+                ("USERS_SERVICE_TOKEN", users_token.clone()),
+                ("FANOUT_QUEUE", fanout_queue.clone()),
+                // Each test's clients come from 127.0.0.1: no IP limit.
+                ("AUTH_RATE_LIMIT", "1000/1s".to_owned()),
+            ];
+            if options.delivered_on_ack {
+                gateway_env.push(("CHAT_SERVICE_TOKEN", chat_token.clone()));
+            }
+            specs.push((format!("gateway-{replica}"), with(&gateway_env)));
         }
 
         let mut platform = Self {
@@ -300,7 +310,7 @@ impl Platform {
             _postgres: postgres,
             _redis: redis,
             _amqp: amqp,
-            _mongo: mongo,
+            mongo,
         };
         for (name, env) in specs {
             let mut process = Process {
@@ -339,6 +349,19 @@ impl Platform {
         process.stop().await?;
         process.spawn().await?;
         process.wait_ready().await
+    }
+
+    /// `(name, pid)` of every running service process.
+    pub fn pids(&self) -> Vec<(String, u32)> {
+        self.processes
+            .iter()
+            .filter_map(|p| Some((p.name.clone(), p.child.as_ref()?.id()?)))
+            .collect()
+    }
+
+    /// The pid of the platform's own MongoDB-protocol server, if it runs one.
+    pub fn mongo_pid(&self) -> Option<u32> {
+        self.mongo.as_ref()?.pid()
     }
 
     /// The last lines of every service's log (for failure messages).

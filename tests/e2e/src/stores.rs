@@ -62,6 +62,10 @@ impl Store {
         }
     }
 
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref()?.id()
+    }
+
     /// SIGTERM (each store shuts down cleanly on it) and wait.
     pub async fn stop(&mut self) {
         let mut child = self.child.take().expect("running");

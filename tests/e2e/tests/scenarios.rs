@@ -95,6 +95,12 @@ async fn malformed_socketio_traffic_neither_crashes_nor_wedges_the_gateway() {
     assert!(result["error_acks"].as_u64().unwrap() > 50, "{result}");
 }
 
+#[tokio::test(flavor = "multi_thread")]
+async fn long_polling_and_upgrading_clients_chat_like_websocket_ones() {
+    let result = run("transports", Options::default()).await;
+    assert_eq!(result["upgraded"], "websocket");
+}
+
 /// gRPC is public too: the bots service reports its definitions to a
 /// logged-in client.
 #[tokio::test(flavor = "multi_thread")]

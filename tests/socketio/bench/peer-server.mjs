@@ -4,38 +4,16 @@
 // consumed from RabbitMQ (protobuf envelopes) and emitted to the
 // recipients' rooms. Usage: node peer-server.mjs PORT JWKS_JSON AMQP_URL EXCHANGE QUEUE PROTO_DIR
 import http from "node:http";
-import { createPublicKey, verify } from "node:crypto";
 import { Server } from "socket.io";
+import { handshakeAuth } from "./jwt.mjs";
 import amqp from "amqplib";
 import protobuf from "protobufjs";
 
 const [port, jwksJson, amqpUrl, exchange, queue, protoDir] = process.argv.slice(2);
-const keys = new Map(JSON.parse(jwksJson).map((jwk) => [jwk.kid, createPublicKey({ key: jwk, format: "jwk" })]));
-
-function authenticate(token) {
-  const [header, payload, signature] = String(token ?? "").split(".");
-  if (!signature) throw new Error("UNAUTHENTICATED: malformed token");
-  const head = JSON.parse(Buffer.from(header, "base64url"));
-  const key = keys.get(head.kid);
-  if (head.alg !== "EdDSA" || !key) throw new Error("UNAUTHENTICATED: unknown key");
-  if (!verify(null, Buffer.from(`${header}.${payload}`), key, Buffer.from(signature, "base64url"))) {
-    throw new Error("UNAUTHENTICATED: bad signature");
-  }
-  const claims = JSON.parse(Buffer.from(payload, "base64url"));
-  if (claims.exp * 1000 < Date.now()) throw new Error("UNAUTHENTICATED: expired");
-  return claims.sub;
-}
 
 const server = http.createServer();
 const io = new Server(server, { transports: ["websocket"] });
-io.use((socket, next) => {
-  try {
-    socket.data.user = authenticate(socket.handshake.auth?.token);
-    next();
-  } catch (error) {
-    next(error);
-  }
-});
+io.use(handshakeAuth(jwksJson));
 io.on("connection", (socket) => socket.join(`user:${socket.data.user}`));
 
 const root = new protobuf.Root();

@@ -38,9 +38,9 @@ export async function register(name) {
   return { id: body.user.id, username, password, token: body.tokens.access_token, tokens: body.tokens };
 }
 
-export function connect(token, base = url) {
+export function connect(token, base = url, transports = ["websocket"]) {
   return new Promise((resolve, reject) => {
-    const socket = io(base, { auth: { token }, transports: ["websocket"], reconnection: false });
+    const socket = io(base, { auth: { token }, transports, reconnection: false });
     socket.once("connect", () => resolve(socket));
     socket.once("connect_error", reject);
   });

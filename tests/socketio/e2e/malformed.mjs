@@ -1,6 +1,6 @@
 // Malformed Socket.IO traffic neither crashes nor wedges the gateway: every
-// bad payload gets an error ack (or is ignored), the socket keeps working,
-// and other clients are unaffected.
+// bad payload or unknown event gets an error ack (or is ignored without an
+// ack), the socket keeps working, and other clients are unaffected.
 import { assert, connect, done, emit, next, ok, register, url } from "./lib.mjs";
 import WebSocket from "ws";
 
@@ -36,9 +36,14 @@ for (const event of events) {
     }
   }
 }
-// Events without an ack and unknown events are ignored.
+// An unknown event gets an error naming it; without an ack, bad input is ignored.
+const unknown = await socket.timeout(10_000).emitWithAck("no:such:event", { a: 1 });
+assert.equal(unknown.ok, false, JSON.stringify(unknown));
+assert.equal(unknown.error.code, "INVALID_ARGUMENT");
+assert.equal(unknown.error.field, "event");
+assert.match(unknown.error.message, /no:such:event/);
 socket.emit("message:send", { conversation_id: conversation.id });
-socket.emit("no:such:event", { a: 1 }, () => {});
+socket.emit("no:such:event", { a: 1 });
 
 // Raw garbage on a bare Engine.IO WebSocket: the gateway closes that one.
 const raw = new WebSocket(`${url.replace("http", "ws")}/socket.io/?EIO=4&transport=websocket`);

@@ -2,8 +2,8 @@ use std::time::Duration;
 
 use prost_types::FieldMask;
 use proto::users::v1::{
-    Audience, ContactRequest, DevicePresenceRequest, GetPresenceRequest, Presence, PrivacySettings,
-    UpdatePrivacyRequest,
+    Audience, ContactRequest, DevicePresenceRequest, DevicesHeartbeatRequest, GetPresenceRequest,
+    Presence, PrivacySettings, UpdatePrivacyRequest,
 };
 
 use service_kit::ErrorCode;
@@ -264,5 +264,90 @@ async fn services_report_presence_with_their_credential() {
         "a user cannot report another user's device"
     );
     assert!(!presence(&app, &ann, &bob).await.online);
+    app.stop().await;
+}
+
+/// A gateway renews all its sockets in one call: users come online once
+/// (one event each, however many devices), a renewal of live devices
+/// changes nothing, and a bad batch is refused whole, naming the field.
+#[tokio::test]
+async fn a_gateway_renews_many_devices_in_one_call() {
+    let app = TestApp::spawn().await;
+    let mut events = app.listen("presence", &["presence.changed"]).await;
+    let ann = app.register("ann", "Ann").await;
+    let bob = app.register("bob", "Bob").await;
+    let cy = app.register("cy", "Cy").await;
+    let heartbeat = |devices: Vec<(String, &str)>, credential: Option<&str>| {
+        let mut request = tonic::Request::new(DevicesHeartbeatRequest {
+            devices: devices
+                .into_iter()
+                .map(|(user_id, device)| DevicePresenceRequest {
+                    device_id: device.into(),
+                    user_id,
+                })
+                .collect(),
+        });
+        if let Some(credential) = credential {
+            request
+                .metadata_mut()
+                .insert("x-service-token", credential.parse().unwrap());
+        }
+        let mut client = app.client.clone();
+        async move { client.devices_heartbeat(request).await }
+    };
+    let batch = || {
+        vec![
+            (ann.id.to_string(), "gateway-0/s1"),
+            (ann.id.to_string(), "gateway-0/s2"),
+            (bob.id.to_string(), "gateway-0/s3"),
+        ]
+    };
+
+    let first = heartbeat(batch(), Some(SERVICE_TOKEN)).await.unwrap();
+    assert_eq!(first.into_inner().came_online, 2, "ann and bob, once each");
+    assert!(presence(&app, &cy, &ann).await.online);
+    assert!(presence(&app, &cy, &bob).await.online);
+    let mut online = Vec::new();
+    while let Some(event) = next_event(&mut events, Duration::from_millis(1_500)).await {
+        online.push(transition(&event));
+    }
+    online.sort();
+    let mut expected = vec![(ann.id.to_string(), true), (bob.id.to_string(), true)];
+    expected.sort();
+    assert_eq!(online, expected);
+
+    let again = heartbeat(batch(), Some(SERVICE_TOKEN)).await.unwrap();
+    assert_eq!(again.into_inner().came_online, 0, "already online");
+
+    let code_and_field = |status: tonic::Status| {
+        let error = service_kit::ApiError::from_status(&status);
+        (error.code, error.field)
+    };
+    let without = heartbeat(vec![(cy.id.to_string(), "s9")], None).await;
+    assert_eq!(
+        code_and_field(without.unwrap_err()).0,
+        ErrorCode::Unauthenticated
+    );
+    let empty = heartbeat(Vec::new(), Some(SERVICE_TOKEN)).await;
+    assert_eq!(
+        code_and_field(empty.unwrap_err()),
+        (ErrorCode::InvalidArgument, Some("devices".to_owned()))
+    );
+    let bad = heartbeat(
+        vec![(cy.id.to_string(), "s9"), ("not-a-user".into(), "s10")],
+        Some(SERVICE_TOKEN),
+    )
+    .await;
+    assert_eq!(
+        code_and_field(bad.unwrap_err()),
+        (
+            ErrorCode::InvalidArgument,
+            Some("devices.user_id".to_owned())
+        )
+    );
+    assert!(
+        !presence(&app, &ann, &cy).await.online,
+        "a refused batch renews nobody"
+    );
     app.stop().await;
 }
