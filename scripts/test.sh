@@ -29,5 +29,8 @@ if ! command -v chromium >/dev/null 2>&1; then
 fi
 
 # The end-to-end tests (tests/e2e) start the service binaries themselves.
-cargo build --workspace --locked --bins
+# Built with every target, as `cargo test` resolves features (dev-dependencies
+# included): a `--bins` build would compile tokio and its dependants a second
+# time with other features.
+cargo build --workspace --all-targets --locked
 cargo test --workspace --locked "$@"

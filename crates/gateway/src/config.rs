@@ -48,6 +48,15 @@ pub struct Config {
     /// under users' PRESENCE_TTL).
     #[arg(long, env = "PRESENCE_HEARTBEAT", default_value = "20s", value_parser = parse_duration)]
     pub presence_heartbeat: Duration,
+    /// How often the gateway pings each socket (engine.io `pingInterval`):
+    /// keep it under the idle timeout of every proxy in front of it.
+    #[arg(long, env = "SOCKET_PING_INTERVAL", default_value = "25s", value_parser = parse_duration)]
+    pub socket_ping_interval: Duration,
+    /// How long a client has to answer a ping before its socket is closed
+    /// (`pingTimeout`): a vanished client (lost network, no FIN) is offline
+    /// after at most interval + timeout.
+    #[arg(long, env = "SOCKET_PING_TIMEOUT", default_value = "20s", value_parser = parse_duration)]
+    pub socket_ping_timeout: Duration,
     /// The users service.
     #[arg(long, env = "USERS_GRPC_URL", default_value = "http://users:50052")]
     pub users_url: String,

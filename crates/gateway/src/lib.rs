@@ -371,6 +371,8 @@ async fn socket_io(
     let (layer, io) = SocketIo::builder()
         .max_buffer_size(32)
         .ws_read_buffer_size(1024)
+        .ping_interval(config.socket_ping_interval)
+        .ping_timeout(config.socket_ping_timeout)
         .with_state(state)
         .with_adapter::<realtime::GatewayAdapter>(adapter)
         .build_layer();

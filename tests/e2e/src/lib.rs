@@ -408,17 +408,27 @@ impl Platform {
         out
     }
 
-    /// A finished helper process's stdout; panics with its output and the
-    /// services' logs if it failed.
+    /// A finished helper process's stdout; panics with the services' logs
+    /// and its output if it failed.
     pub fn expect_success(&self, output: &std::process::Output) -> String {
-        let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
         assert!(
             output.status.success(),
-            "{stdout}\n{}\n{}",
-            String::from_utf8_lossy(&output.stderr),
-            self.log_tails()
+            "{}",
+            self.failure_report("helper", output)
         );
-        stdout
+        String::from_utf8_lossy(&output.stdout).into_owned()
+    }
+
+    /// The services' log tails, then a failed helper's exit status and
+    /// output: last, because CI keeps only the tail of what a test printed.
+    fn failure_report(&self, helper: &str, output: &std::process::Output) -> String {
+        format!(
+            "{}\n--- {helper} ({}) stdout ---\n{}\n--- {helper} stderr ---\n{}",
+            self.log_tails(),
+            output.status,
+            String::from_utf8_lossy(&output.stdout),
+            String::from_utf8_lossy(&output.stderr),
+        )
     }
 
     /// Runs `tests/socketio/e2e/<script>.mjs` with the gateway URLs in
@@ -442,14 +452,12 @@ impl Platform {
         let output = tokio::time::timeout(Duration::from_secs(120), run)
             .await
             .with_context(|| format!("{script}.mjs ran over 120 s"))??;
-        let stdout = String::from_utf8_lossy(&output.stdout);
-        let stderr = String::from_utf8_lossy(&output.stderr);
         anyhow::ensure!(
             output.status.success(),
-            "{script}.mjs failed ({}):\n{stdout}\n{stderr}\n{}",
-            output.status,
-            self.log_tails()
+            "{script}.mjs failed:\n{}",
+            self.failure_report(&format!("{script}.mjs"), &output)
         );
+        let stdout = String::from_utf8_lossy(&output.stdout);
         let last = stdout.lines().rev().find(|line| line.starts_with('{'));
         let last = last.with_context(|| format!("{script}.mjs printed no JSON: {stdout}"))?;
         Ok(serde_json::from_str(last)?)

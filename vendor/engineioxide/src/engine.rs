@@ -1,6 +1,10 @@
 use std::{
     collections::HashMap,
-    sync::{Arc, RwLock},
+    sync::{
+        Arc, RwLock, Weak,
+        atomic::{AtomicBool, Ordering},
+    },
+    time::Duration,
 };
 
 use engineioxide_core::{ProtocolVersion, Sid, TransportType};
@@ -9,7 +13,7 @@ use http::request::Parts;
 use crate::{
     config::EngineIoConfig,
     handler::EngineIoHandler,
-    socket::{DisconnectReason, Socket},
+    socket::{DisconnectReason, Socket, heartbeat_clock},
 };
 
 type SocketMap<T> = RwLock<HashMap<Sid, Arc<T>>>;
@@ -24,6 +28,9 @@ pub struct EngineIo<H: EngineIoHandler> {
 
     /// The config for the engine.io server
     pub config: EngineIoConfig,
+
+    /// Whether the heartbeat sweep runs (started with the first session).
+    heartbeat_started: AtomicBool,
 }
 
 impl<H: EngineIoHandler> EngineIo<H> {
@@ -33,6 +40,7 @@ impl<H: EngineIoHandler> EngineIo<H> {
             sockets: RwLock::new(HashMap::new()),
             config,
             handler,
+            heartbeat_started: AtomicBool::new(false),
         }
     }
 }
@@ -62,8 +70,54 @@ impl<H: EngineIoHandler> EngineIo<H> {
             .write()
             .unwrap()
             .insert(socket.id, socket.clone());
+        self.start_heartbeat();
         self.handler.clone().on_connect(socket.clone());
         socket
+    }
+
+    /// Patched: one task pings every session and closes those whose client
+    /// stopped answering, instead of a heartbeat task per socket (upstream).
+    /// It runs every `min(ping_interval, ping_timeout) / 4` (at most 1 s, at
+    /// least 10 ms), so pings and timeouts are that much late at most, and
+    /// ends when the engine is dropped.
+    fn start_heartbeat(self: &Arc<Self>) {
+        if self.heartbeat_started.swap(true, Ordering::Relaxed) {
+            return;
+        }
+        let engine: Weak<Self> = Arc::downgrade(self);
+        let period = (self.config.ping_interval.min(self.config.ping_timeout) / 4)
+            .clamp(Duration::from_millis(10), Duration::from_secs(1));
+        tokio::spawn(async move {
+            let mut ticks = tokio::time::interval(period);
+            ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                ticks.tick().await;
+                let Some(engine) = engine.upgrade() else {
+                    break;
+                };
+                engine.heartbeat_sweep();
+            }
+        });
+    }
+
+    /// One heartbeat step for every session; closes the timed-out ones.
+    fn heartbeat_sweep(&self) {
+        let now = heartbeat_clock();
+        let (interval, timeout) = (self.config.ping_interval, self.config.ping_timeout);
+        let timed_out: Vec<Arc<Socket<H::Data>>> = self
+            .sockets
+            .read()
+            .unwrap()
+            .values()
+            .filter(|socket| socket.heartbeat_tick(now, interval, timeout).is_err())
+            .cloned()
+            .collect();
+        // Closing takes the sessions' write lock: after the read lock is gone.
+        for socket in timed_out {
+            #[cfg(feature = "tracing")]
+            tracing::debug!(sid = ?socket.id, "heartbeat timeout");
+            socket.close(DisconnectReason::HeartbeatTimeout);
+        }
     }
 
     /// Get a socket by its sid

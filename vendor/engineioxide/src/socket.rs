@@ -57,21 +57,17 @@
 use std::{
     collections::VecDeque,
     fmt::Debug,
-    sync::{
-        Arc,
-        atomic::{AtomicBool, AtomicU8, Ordering},
-    },
+    sync::atomic::{AtomicBool, AtomicU8, AtomicU64, Ordering},
     time::Duration,
 };
 
 use crate::{config::EngineIoConfig, errors::Error};
 use bytes::Bytes;
 use engineioxide_core::{Packet, PacketBuf, ProtocolVersion, Str, TransportType};
-use futures_util::FutureExt;
 use http::request::Parts;
 use smallvec::{SmallVec, smallvec};
 use tokio::sync::{
-    Mutex, Notify,
+    Mutex,
     mpsc::{self, Receiver, error::TrySendError},
     watch,
 };
@@ -227,11 +223,9 @@ where
     /// message is retained; subsequent volatile sends overwrite the previous one.
     volatile_tx: watch::Sender<Option<Queued>>,
 
-    /// Signals a Pong (v4 protocol) or Ping (v3 protocol) from the connection
-    /// to the heartbeat job, which runs in a separate task. (Patched: a
-    /// `Notify` keeps at most one pending signal, as the one-slot channel did,
-    /// without a channel's ~600 bytes per socket.)
-    heartbeat: Notify,
+    /// Heartbeat bookkeeping, read by the engine's heartbeat sweep.
+    /// (Patched: upstream runs a heartbeat task per socket, ~1.3 KB each.)
+    heartbeat: Heartbeat,
 
     /// A cancellation token that will be triggered when the socket is being closed.
     pub(crate) cancellation_token: CancellationToken,
@@ -274,7 +268,7 @@ where
 
             volatile_tx,
 
-            heartbeat: Notify::new(),
+            heartbeat: Heartbeat::new(),
             cancellation_token: CancellationToken::new(),
 
             close_fn,
@@ -299,9 +293,18 @@ where
             })?;
         Ok(())
     }
-    /// A Pong (v4) or Ping (v3) arrived: the client is alive.
+    /// A Pong (v4) or Ping (v3) arrived: the client is alive. A v3 client's
+    /// ping is answered at once.
     pub(crate) fn heartbeat_received(&self) {
-        self.heartbeat.notify_one();
+        self.heartbeat
+            .last_heard
+            .store(heartbeat_clock(), Ordering::Relaxed);
+        #[cfg(feature = "v3")]
+        if self.protocol == ProtocolVersion::V3 {
+            self.internal_tx
+                .try_send(Box::new(smallvec![Packet::Pong]))
+                .ok();
+        }
     }
 
     pub(crate) fn is_upgrading(&self) -> bool {
@@ -311,102 +314,50 @@ where
         self.upgrading.store(true, Ordering::Relaxed);
     }
 
-    /// Spawn the heartbeat job
+    /// One step of the heartbeat, run by the engine's sweep for every socket
+    /// (patched: upstream runs this as a task per socket). `now` is
+    /// [`heartbeat_clock`]. An error means the client is gone: the caller
+    /// closes the socket.
     ///
-    /// Keep a handle to the job so that it can be aborted when the socket is closed
-    pub(crate) fn spawn_heartbeat(self: Arc<Self>, interval: Duration, timeout: Duration) {
-        let cancellation_token = self.cancellation_token.clone();
-
-        tokio::spawn(
-            cancellation_token
-                .run_until_cancelled_owned(async move {
-                    if let Err(_e) = self.heartbeat_job(interval, timeout).await {
-                        self.close(DisconnectReason::HeartbeatTimeout);
-                        #[cfg(feature = "tracing")]
-                        tracing::debug!(id = ?self.id, "heartbeat error: {_e}");
-                    }
-                })
-                .inspect(|_v| {
-                    #[cfg(feature = "tracing")]
-                    tracing::debug!(aborted = _v.is_none(), "heartbeat job completed");
-                }),
-        );
-    }
-
-    /// Heartbeat is sent every `interval` milliseconds by the client and the server `is` expected to respond within `timeout` milliseconds.
-    ///
-    /// If the client or server does not respond within the timeout, the connection is closed.
-    #[cfg(feature = "v3")]
-    async fn heartbeat_job(&self, interval: Duration, timeout: Duration) -> Result<(), Error> {
-        match self.protocol {
-            ProtocolVersion::V3 => self.heartbeat_job_v3(interval, timeout).await,
-            ProtocolVersion::V4 => self.heartbeat_job_v4(interval, timeout).await,
+    /// v4: the server pings `interval` after its previous ping (or after the
+    /// session opened) once the previous one was answered, and the client
+    /// must pong within `timeout`. No new ping is sent while the socket
+    /// upgrades its transport. v3: the client pings, and must do so within
+    /// `interval + timeout` of its previous ping.
+    pub(crate) fn heartbeat_tick(
+        &self,
+        now: u64,
+        interval: Duration,
+        timeout: Duration,
+    ) -> Result<(), Error> {
+        let heard = self.heartbeat.last_heard.load(Ordering::Relaxed);
+        let since = |at: u64| Duration::from_millis(now.saturating_sub(at));
+        #[cfg(feature = "v3")]
+        if self.protocol == ProtocolVersion::V3 {
+            return if since(heard) >= interval + timeout {
+                Err(Error::HeartbeatTimeout)
+            } else {
+                Ok(())
+            };
         }
-    }
-
-    /// Heartbeat is sent every `interval` milliseconds and the client is expected to respond within `timeout` milliseconds.
-    ///
-    /// If the client does not respond within the timeout, the connection is closed.
-    #[cfg(not(feature = "v3"))]
-    async fn heartbeat_job(&self, interval: Duration, timeout: Duration) -> Result<(), Error> {
-        self.heartbeat_job_v4(interval, timeout).await
-    }
-
-    /// Heartbeat is sent every `interval` milliseconds and the client is expected to respond within `timeout` milliseconds.
-    ///
-    /// If the client does not respond within the timeout, the connection is closed.
-    async fn heartbeat_job_v4(&self, interval: Duration, timeout: Duration) -> Result<(), Error> {
-        #[cfg(feature = "tracing")]
-        tracing::debug!(sid = ?self.id, "heartbeat sender routine started");
-
-        let mut interval_tick = tokio::time::interval(interval);
-        interval_tick.tick().await;
-        // Some clients send the pong packet in first. If that happens, we should consume it.
-        self.heartbeat.notified().now_or_never();
-        loop {
-            // If we are currently upgrading we should pause the heartbeat process
-            if self.is_upgrading() {
-                interval_tick.tick().await;
-                continue;
-            }
-
+        let pinged = self.heartbeat.last_ping.load(Ordering::Relaxed);
+        if pinged > heard {
+            // Waiting for the pong of the last ping.
+            return if since(pinged) >= timeout {
+                Err(Error::HeartbeatTimeout)
+            } else {
+                Ok(())
+            };
+        }
+        if since(pinged) >= interval && !self.is_upgrading() {
             #[cfg(feature = "tracing")]
             tracing::trace!(sid = ?self.id, "emitting ping");
-
             self.internal_tx
                 .try_send(Box::new(smallvec![Packet::Ping]))
                 .map_err(|_| Error::HeartbeatTimeout)?;
-
-            #[cfg(feature = "tracing")]
-            tracing::trace!(sid = ?self.id, "waiting for pong");
-
-            tokio::time::timeout(timeout, self.heartbeat.notified())
-                .await
-                .map_err(|_| Error::HeartbeatTimeout)?;
-
-            #[cfg(feature = "tracing")]
-            tracing::trace!(sid = ?self.id, "pong received");
-
-            interval_tick.tick().await;
+            self.heartbeat.last_ping.store(now, Ordering::Relaxed);
         }
-    }
-
-    #[cfg(feature = "v3")]
-    async fn heartbeat_job_v3(&self, interval: Duration, timeout: Duration) -> Result<(), Error> {
-        #[cfg(feature = "tracing")]
-        tracing::debug!(sid = ?self.id, "heartbeat receiver routine started");
-
-        loop {
-            tokio::time::timeout(interval + timeout, self.heartbeat.notified())
-                .await
-                .map_err(|_| Error::HeartbeatTimeout)?;
-
-            #[cfg(feature = "tracing")]
-            tracing::trace!(sid = ?self.id, "ping received, sending pong");
-            self.internal_tx
-                .try_send(Box::new(smallvec![Packet::Pong]))
-                .map_err(|_| Error::HeartbeatTimeout)?;
-        }
+        Ok(())
     }
 
     /// Returns true if the [`Socket`] has a websocket [`TransportType`]
@@ -546,6 +497,33 @@ where
     }
 }
 
+/// When a socket last pinged (v4) and last heard from its client, in
+/// [`heartbeat_clock`] milliseconds. A ping is unanswered while
+/// `last_ping > last_heard`.
+#[derive(Debug)]
+struct Heartbeat {
+    last_ping: AtomicU64,
+    last_heard: AtomicU64,
+}
+
+impl Heartbeat {
+    fn new() -> Self {
+        let now = heartbeat_clock();
+        Self {
+            last_ping: AtomicU64::new(now),
+            last_heard: AtomicU64::new(now),
+        }
+    }
+}
+
+/// Milliseconds since the first call in this process, on tokio's clock (so
+/// paused time in tests moves it too).
+pub(crate) fn heartbeat_clock() -> u64 {
+    static EPOCH: std::sync::OnceLock<tokio::time::Instant> = std::sync::OnceLock::new();
+    let epoch = *EPOCH.get_or_init(tokio::time::Instant::now);
+    u64::try_from(epoch.elapsed().as_millis()).unwrap_or(u64::MAX)
+}
+
 impl<D: Default + Send + Sync + 'static> std::fmt::Debug for Socket<D> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Socket")
@@ -583,7 +561,7 @@ where
     pub fn new_dummy(
         sid: Sid,
         close_fn: Box<dyn Fn(Sid, DisconnectReason) + Send + Sync>,
-    ) -> Arc<Socket<D>> {
+    ) -> std::sync::Arc<Socket<D>> {
         let (s, mut rx) = Socket::new_dummy_piped(sid, close_fn, 1024);
         tokio::spawn(async move {
             while let Some(_el) = rx.recv().await {
@@ -600,7 +578,7 @@ where
         sid: Sid,
         close_fn: Box<dyn Fn(Sid, DisconnectReason) + Send + Sync>,
         buffer_size: usize,
-    ) -> (Arc<Socket<D>>, tokio::sync::mpsc::Receiver<Packet>) {
+    ) -> (std::sync::Arc<Socket<D>>, tokio::sync::mpsc::Receiver<Packet>) {
         let (internal_tx, internal_rx) = mpsc::channel(buffer_size);
         let (volatile_tx, volatile_rx) = watch::channel(None);
 
@@ -615,7 +593,7 @@ where
 
             volatile_tx,
 
-            heartbeat: Notify::new(),
+            heartbeat: Heartbeat::new(),
             cancellation_token: CancellationToken::new(),
             close_fn,
 
@@ -624,7 +602,7 @@ where
 
             supports_binary: true,
         };
-        let sock = Arc::new(sock);
+        let sock = std::sync::Arc::new(sock);
 
         let (tx, rx) = mpsc::channel(buffer_size);
         let sock_clone = sock.clone();

@@ -40,6 +40,8 @@ pub struct Options {
     /// users' PRESENCE_TTL, and how often the gateway renews it.
     pub presence_ttl: &'static str,
     pub presence_heartbeat: &'static str,
+    /// SOCKET_PING_INTERVAL / SOCKET_PING_TIMEOUT.
+    pub socket_ping: (&'static str, &'static str),
 }
 
 impl Default for Options {
@@ -53,6 +55,7 @@ impl Default for Options {
             send_rate_limit: "1000/1m",
             presence_ttl: "60s",
             presence_heartbeat: "20s",
+            socket_ping: ("25s", "20s"),
         }
     }
 }
@@ -189,6 +192,8 @@ impl TestApp {
                 format!("--users-service-token={SERVICE_TOKEN}"),
                 format!("--chat-service-token={SERVICE_TOKEN}"),
                 format!("--presence-heartbeat={}", options.presence_heartbeat),
+                format!("--socket-ping-interval={}", options.socket_ping.0),
+                format!("--socket-ping-timeout={}", options.socket_ping.1),
                 "--shutdown-grace=2s".to_owned(),
             ])
             .unwrap();

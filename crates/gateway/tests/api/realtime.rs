@@ -97,6 +97,29 @@ async fn a_message_sent_through_one_replica_reaches_sockets_on_another() {
 }
 
 #[tokio::test]
+async fn a_client_that_stops_answering_pings_loses_its_socket_and_goes_offline() {
+    let app = TestApp::spawn_with(Options {
+        socket_ping: ("300ms", "400ms"),
+        ..Options::default()
+    })
+    .await;
+    let (_, live_token) = app.user("lively").await;
+    let (silent, silent_token) = app.user("silent").await;
+    let output = node(
+        "heartbeat.mjs",
+        &[&app.base, &live_token, &silent_token, &silent, "300", "400"],
+    )
+    .await;
+    assert!(
+        output.status.success(),
+        "heartbeat flow failed:\n{}\n{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    app.stop().await;
+}
+
+#[tokio::test]
 async fn connected_sockets_keep_their_user_online_past_the_presence_ttl() {
     let app = TestApp::spawn_with(Options {
         presence_ttl: "1s",

@@ -54,8 +54,6 @@ where
 
     let packet = make_open_packet(TransportType::Polling, socket.id, &engine.config);
 
-    socket.spawn_heartbeat(engine.config.ping_interval, engine.config.ping_timeout);
-
     let packet: String = Packet::Open(packet).into();
     let packet = {
         #[cfg(feature = "v3")]
