@@ -174,6 +174,8 @@ mod tests {
     use engineioxide_core::Str;
     use http::Request;
 
+    use tokio_util::future::FutureExt as _;
+
     use super::*;
 
     #[derive(Debug, Clone)]
@@ -232,6 +234,66 @@ mod tests {
         assert_eq!(engine.sockets.read().unwrap().len(), 1);
         engine.close_session(socket.id, DisconnectReason::TransportClose);
         assert_eq!(engine.sockets.read().unwrap().len(), 0);
+    }
+
+    /// The sweep pings every session; a session that answers keeps going,
+    /// one that does not is closed after the timeout.
+    #[tokio::test]
+    async fn heartbeat_sweep_keeps_answering_sessions_and_closes_silent_ones() {
+        let config = EngineIoConfig::builder()
+            .ping_interval(std::time::Duration::from_millis(40))
+            .ping_timeout(std::time::Duration::from_millis(40))
+            .build();
+        let engine = Arc::new(EngineIo::new(Arc::new(MockHandler), config));
+        let open = |engine: &Arc<EngineIo<MockHandler>>| {
+            engine.create_session(
+                ProtocolVersion::V4,
+                TransportType::Polling,
+                Request::<()>::default().into_parts().0,
+                true,
+            )
+        };
+        // A client reads its socket's queue; `answer`: it pongs every ping.
+        let client = |socket: Arc<Socket<()>>, answer: bool| {
+            tokio::spawn(async move {
+                let mut pings = 0;
+                let mut rx = socket.internal_rx.lock().await;
+                // Like a transport, it lets go when the session closes.
+                while let Some(Some(packets)) = rx
+                    .buffered_rx
+                    .recv()
+                    .with_cancellation_token(&socket.cancellation_token)
+                    .await
+                {
+                    for packet in *packets {
+                        if packet == engineioxide_core::Packet::Ping {
+                            pings += 1;
+                            if answer {
+                                socket.heartbeat_received();
+                            }
+                        }
+                    }
+                }
+                pings
+            })
+        };
+        let (answering, silent) = (open(&engine), open(&engine));
+        let answering_pings = client(answering.clone(), true);
+        let silent_pings = client(silent.clone(), false);
+
+        tokio::time::sleep(std::time::Duration::from_millis(400)).await;
+        assert!(
+            engine.get_socket(answering.id).is_some(),
+            "answering socket kept"
+        );
+        assert!(
+            engine.get_socket(silent.id).is_none(),
+            "silent socket closed"
+        );
+        assert_eq!(silent_pings.await.unwrap(), 1);
+
+        engine.close_session(answering.id, DisconnectReason::TransportClose);
+        assert!(answering_pings.await.unwrap() >= 4);
     }
 
     #[tokio::test]

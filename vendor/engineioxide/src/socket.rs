@@ -164,10 +164,7 @@ pub(crate) struct InternalRx {
 }
 
 impl InternalRx {
-    fn new(
-        buffered_rx: Receiver<Queued>,
-        volatile_rx: watch::Receiver<Option<Queued>>,
-    ) -> Self {
+    fn new(buffered_rx: Receiver<Queued>, volatile_rx: watch::Receiver<Option<Queued>>) -> Self {
         Self {
             buffered_rx,
             peeked_packet: None,
@@ -312,6 +309,11 @@ where
     }
     pub(crate) fn start_upgrade(&self) {
         self.upgrading.store(true, Ordering::Relaxed);
+    }
+
+    #[cfg(test)]
+    pub(crate) fn heartbeat_last_heard(&self) -> u64 {
+        self.heartbeat.last_heard.load(Ordering::Relaxed)
     }
 
     /// One step of the heartbeat, run by the engine's sweep for every socket
@@ -578,7 +580,10 @@ where
         sid: Sid,
         close_fn: Box<dyn Fn(Sid, DisconnectReason) + Send + Sync>,
         buffer_size: usize,
-    ) -> (std::sync::Arc<Socket<D>>, tokio::sync::mpsc::Receiver<Packet>) {
+    ) -> (
+        std::sync::Arc<Socket<D>>,
+        tokio::sync::mpsc::Receiver<Packet>,
+    ) {
         let (internal_tx, internal_rx) = mpsc::channel(buffer_size);
         let (volatile_tx, volatile_rx) = watch::channel(None);
 

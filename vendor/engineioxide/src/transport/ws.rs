@@ -6,10 +6,7 @@
 
 use std::sync::Arc;
 
-use futures_util::{
-    SinkExt, StreamExt, TryStreamExt,
-    stream::{SplitSink, SplitStream},
-};
+use futures_util::{SinkExt, StreamExt};
 use http::{HeaderValue, Request, Response, StatusCode, request::Parts};
 use smallvec::smallvec;
 use tokio::io::{AsyncRead, AsyncWrite};
@@ -121,34 +118,7 @@ where
     // that lives as long as the connection keeps only the read loop's state
     // (the handshake's is larger and needed only at the start).
     let (socket, ws) = Box::pin(handshake(&engine, conn, protocol, sid, req_data)).await?;
-    let (tx, rx) = ws.split();
-
-    // Pipe between websocket and internal socket channel.
-    tokio::spawn(forward_to_socket::<H, S>(socket.clone(), tx));
-
-    // pipe between internal socket channel and websocket
-    match forward_to_handler(&engine, rx, &socket)
-        .with_cancellation_token(&socket.cancellation_token)
-        .await
-    {
-        Some(Err(ref e)) => {
-            let reason =
-                Option::<DisconnectReason>::from(e).unwrap_or(DisconnectReason::TransportError);
-
-            #[cfg(feature = "tracing")]
-            tracing::debug!("error when handling packet: {:?}", e);
-            engine.close_session(socket.id, reason);
-        }
-        Some(Ok(())) => {
-            #[cfg(feature = "tracing")]
-            tracing::debug!(sid = %socket.id, "ws transport was closed");
-            engine.close_session(socket.id, DisconnectReason::TransportClose);
-        }
-        None => {
-            #[cfg(feature = "tracing")]
-            tracing::debug!(sid = %socket.id, "socket is closing");
-        }
-    }
+    serve(&engine, &socket, ws).await;
     Ok(())
 }
 
@@ -211,64 +181,20 @@ where
     Ok((socket, ws))
 }
 
-/// Forwards all packets received from a websocket to a EngineIo [`Socket`]
-async fn forward_to_handler<H: EngineIoHandler, S>(
-    engine: &Arc<EngineIo<H>>,
-    mut rx: SplitStream<WebSocketStream<S>>,
-    socket: &Arc<Socket<H::Data>>,
-) -> Result<(), Error>
-where
-    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
-{
-    while let Some(msg) = rx.try_next().await? {
-        match msg {
-            Message::Text(msg) => match Packet::parse(socket.protocol, ws_bytes_to_str(msg))? {
-                Packet::Close => {
-                    #[cfg(feature = "tracing")]
-                    tracing::debug!("[sid={}] closing session", socket.id);
-                    engine.close_session(socket.id, DisconnectReason::TransportClose);
-                    break;
-                }
-                Packet::Pong | Packet::Ping => {
-                    socket.heartbeat_received();
-                    Ok::<(), Error>(())
-                }
-                Packet::Message(msg) => {
-                    engine.handler.on_message(msg, socket.clone());
-                    Ok(())
-                }
-                p => return Err(Error::BadPacket(p)),
-            },
-            Message::Binary(mut data) => {
-                if socket.protocol == ProtocolVersion::V3 && !data.is_empty() {
-                    // The first byte is the message type, which we don't need.
-                    data = data.split_off(1);
-                }
-                engine.handler.on_binary(data, socket.clone());
-                Ok(())
-            }
-            Message::Close(_) => {
-                #[cfg(feature = "tracing")]
-                tracing::debug!("websocket closed, closing session");
-                engine.close_session(socket.id, DisconnectReason::TransportClose);
-                break;
-            }
-            _ => {
-                #[cfg(feature = "tracing")]
-                tracing::debug!(sid = ?socket.id, "unexpected ws message");
-                Ok(())
-            }
-        }?
-    }
-    Ok(())
-}
-
-/// Forwards all packets waiting to be sent to the websocket
+/// Serves an open session's websocket until either side closes it: packets
+/// queued for the socket are written, and packets the client sends go to
+/// the handler. (Patched: upstream splits the websocket and runs the writer
+/// in a task of its own, ~1.5 KB more per connection; here one task does
+/// both, selecting fairly between the two directions so neither starves.)
 ///
-/// The websocket stream is flushed only when the internal channel is drained
-async fn forward_to_socket<H: EngineIoHandler, S>(
-    socket: Arc<Socket<H::Data>>,
-    mut tx: SplitSink<WebSocketStream<S>, Message>,
+/// When the client closes the connection or breaks the protocol, the
+/// session is closed with the matching reason. When the session is closed
+/// from this side (its cancellation token), what is already queued (a
+/// `Close` packet, say) is still written before the websocket closes.
+async fn serve<H: EngineIoHandler, S>(
+    engine: &Arc<EngineIo<H>>,
+    socket: &Arc<Socket<H::Data>>,
+    mut ws: WebSocketStream<S>,
 ) where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
@@ -279,7 +205,7 @@ async fn forward_to_socket<H: EngineIoHandler, S>(
         .await
     else {
         #[cfg(feature = "tracing")]
-        tracing::debug!(sid = %socket.id, "session closed before starting the ws writer");
+        tracing::debug!(sid = %socket.id, "session closed before the websocket was served");
         return;
     };
     let InternalRx {
@@ -287,82 +213,143 @@ async fn forward_to_socket<H: EngineIoHandler, S>(
         volatile_rx,
         ..
     } = &mut *internal_rx;
+    let cancelled = socket.cancellation_token.cancelled();
+    tokio::pin!(cancelled);
 
-    // map a packet to a websocket message
-    // It is declared as a macro rather than a closure to avoid ownership issues
-    macro_rules! map_fn {
-            ($item:ident) => {
-                let res = match $item {
-                    Packet::Binary(bin) | Packet::BinaryV3(bin) => {
-                        if socket.protocol == ProtocolVersion::V3 {
-                            // v3 protocol requires packet type as the first byte.
-                            // This requires a new buffer. This is OK as it is only for the V3 protocol.
-                            let mut buff = Vec::with_capacity(bin.len() + 1);
-                            buff.push(0x04);
-                            buff.extend(bin);
-                            tx.feed(Message::Binary(buff.into())).await
-                        } else {
-                            tx.feed(Message::Binary(bin)).await
-                        }
-                    }
-                    // A Noop Packet maybe sent by the server to upgrade from a polling connection
-                    // In the case that the packet was not poll in time it will remain in the buffer and therefore
-                    // it should be discarded here
-                    Packet::Noop => Ok(()),
-                    _ => {
-                        let packet: String = $item.try_into().unwrap();
-                        tx.feed(Message::Text(packet.into())).await
-                    }
-                };
-                if let Err(_e) = res {
-                    #[cfg(feature = "tracing")]
-                    tracing::debug!("[sid={}] error sending packet: {}", socket.id, _e);
-                }
-            };
-        }
-
-    // Forward buffered packets until the channel is closed or the session is cancelled.
     loop {
         tokio::select! {
-            biased;
-            items = buffered_rx.recv() => {
-                match items {
-                    Some(packets) => {
-                        for item in *packets {
-                            map_fn!(item);
-                        }
-                        while let Ok(packets) = buffered_rx.try_recv() {
-                            for item in *packets {
-                                map_fn!(item);
-                            }
-                        }
+            items = buffered_rx.recv() => match items {
+                Some(packets) => {
+                    write_packets(&mut ws, socket, *packets).await;
+                    while let Ok(packets) = buffered_rx.try_recv() {
+                        write_packets(&mut ws, socket, *packets).await;
                     }
-                    None => break
                 }
-            }
-            _ = socket.cancellation_token.cancelled() => break,
+                None => break,
+            },
             Ok(()) = volatile_rx.changed() => {
-                let val = volatile_rx.borrow_and_update().clone();
-                if let Some(packets) = val {
+                let packets = volatile_rx.borrow_and_update().clone();
+                if let Some(packets) = packets {
                     #[cfg(feature = "tracing")]
                     tracing::debug!(sid = ?socket.id, "ws volatile flush: {} packets", packets.len());
-                    for item in *packets {
-                        map_fn!(item);
-                    }
+                    write_packets(&mut ws, socket, *packets).await;
                 }
+            },
+            message = ws.next() => {
+                let ended = match message {
+                    Some(Ok(message)) => receive(engine, socket, message),
+                    Some(Err(e)) => Some(Err(e.into())),
+                    None => Some(Ok(())),
+                };
+                if let Some(outcome) = ended {
+                    let reason = match outcome {
+                        Ok(()) => DisconnectReason::TransportClose,
+                        Err(ref e) => {
+                            #[cfg(feature = "tracing")]
+                            tracing::debug!("error when handling packet: {:?}", e);
+                            Option::<DisconnectReason>::from(e)
+                                .unwrap_or(DisconnectReason::TransportError)
+                        }
+                    };
+                    engine.close_session(socket.id, reason);
+                    break;
+                }
+            },
+            () = &mut cancelled => {
+                #[cfg(feature = "tracing")]
+                tracing::debug!(sid = %socket.id, "socket is closing");
+                break;
             },
         }
 
         #[cfg(feature = "tracing")]
         tracing::trace!(sid = %socket.id, "ws flush");
-        tx.flush().await.ok();
+        ws.flush().await.ok();
     }
 
     #[cfg(feature = "tracing")]
     tracing::trace!(sid = %socket.id, "ws closing flush");
+    while let Ok(packets) = buffered_rx.try_recv() {
+        write_packets(&mut ws, socket, *packets).await;
+    }
+    ws.flush().await.ok();
+    ws.close(None).await.ok();
+}
 
-    tx.flush().await.ok();
-    tx.close().await.ok();
+/// Hands one message from the client to the handler. Returns how the
+/// session ends if this message ends it: `Ok` when the client closed it,
+/// `Err` when it broke the protocol.
+fn receive<H: EngineIoHandler>(
+    engine: &Arc<EngineIo<H>>,
+    socket: &Arc<Socket<H::Data>>,
+    msg: Message,
+) -> Option<Result<(), Error>> {
+    match msg {
+        Message::Text(msg) => match Packet::parse(socket.protocol, ws_bytes_to_str(msg)) {
+            Ok(Packet::Close) => {
+                #[cfg(feature = "tracing")]
+                tracing::debug!("[sid={}] closing session", socket.id);
+                return Some(Ok(()));
+            }
+            Ok(Packet::Pong | Packet::Ping) => socket.heartbeat_received(),
+            Ok(Packet::Message(msg)) => engine.handler.on_message(msg, socket.clone()),
+            Ok(p) => return Some(Err(Error::BadPacket(p))),
+            Err(e) => return Some(Err(e.into())),
+        },
+        Message::Binary(mut data) => {
+            if socket.protocol == ProtocolVersion::V3 && !data.is_empty() {
+                // The first byte is the message type, which we don't need.
+                data = data.split_off(1);
+            }
+            engine.handler.on_binary(data, socket.clone());
+        }
+        Message::Close(_) => {
+            #[cfg(feature = "tracing")]
+            tracing::debug!("websocket closed, closing session");
+            return Some(Ok(()));
+        }
+        _ => {
+            #[cfg(feature = "tracing")]
+            tracing::debug!(sid = ?socket.id, "unexpected ws message");
+        }
+    }
+    None
+}
+
+/// Queues packets on the websocket (flushed by the caller).
+async fn write_packets<D, S>(
+    ws: &mut WebSocketStream<S>,
+    socket: &Socket<D>,
+    packets: engineioxide_core::PacketBuf,
+) where
+    D: Default + Send + Sync + 'static,
+    S: AsyncRead + AsyncWrite + Unpin,
+{
+    for packet in packets {
+        let res = match packet {
+            Packet::Binary(bin) | Packet::BinaryV3(bin) => {
+                if socket.protocol == ProtocolVersion::V3 {
+                    // v3 protocol requires packet type as the first byte.
+                    // This requires a new buffer. This is OK as it is only for the V3 protocol.
+                    let mut buff = Vec::with_capacity(bin.len() + 1);
+                    buff.push(0x04);
+                    buff.extend(bin);
+                    ws.feed(Message::Binary(buff.into())).await
+                } else {
+                    ws.feed(Message::Binary(bin)).await
+                }
+            }
+            // A Noop Packet maybe sent by the server to upgrade from a polling connection
+            // In the case that the packet was not poll in time it will remain in the buffer and therefore
+            // it should be discarded here
+            Packet::Noop => Ok(()),
+            packet => ws.feed(Message::Text(String::from(packet).into())).await,
+        };
+        if let Err(_e) = res {
+            #[cfg(feature = "tracing")]
+            tracing::debug!("[sid={}] error sending packet: {}", socket.id, _e);
+        }
+    }
 }
 /// Send a Engine.IO [`OpenPacket`] to initiate a websocket connection
 async fn init_handshake<S>(
@@ -520,42 +507,114 @@ mod tests {
         )
     }
 
+    fn engine() -> Arc<EngineIo<StubHandler>> {
+        Arc::new(EngineIo::new(
+            Arc::new(StubHandler),
+            EngineIoConfig::default(),
+        ))
+    }
+
+    async fn next_text(client: &mut WebSocketStream<DuplexStream>) -> Message {
+        tokio::time::timeout(TIMEOUT, client.next())
+            .await
+            .expect("a message in time")
+            .expect("the connection is open")
+            .expect("a well-formed message")
+    }
+
     /// A polling request can still hold the lock at the end of an upgrade.
     #[tokio::test]
-    async fn writer_waits_for_the_lock_of_a_polling_request() {
-        let socket = socket();
+    async fn serving_waits_for_the_lock_of_a_polling_request() {
+        let (engine, socket) = (engine(), socket());
         let (server, mut client) = ws_pair().await;
-        let (tx, _rx) = server.split();
 
         let polling = socket.internal_rx.lock().await;
-        let writer = tokio::spawn(forward_to_socket::<StubHandler, _>(socket.clone(), tx));
+        let serving = tokio::spawn({
+            let socket = socket.clone();
+            async move { serve(&engine, &socket, server).await }
+        });
         tokio::time::sleep(Duration::from_millis(20)).await;
-        assert!(!writer.is_finished(), "the writer should wait for the lock");
+        assert!(!serving.is_finished(), "serving should wait for the lock");
 
         drop(polling);
         socket.emit(Str::from("hello")).unwrap();
-        let msg = tokio::time::timeout(TIMEOUT, client.next())
-            .await
-            .expect("the writer should send the packet")
-            .unwrap()
-            .unwrap();
-        assert_eq!(msg, Message::text("4hello"));
+        assert_eq!(next_text(&mut client).await, Message::text("4hello"));
     }
 
     #[tokio::test]
-    async fn writer_waiting_for_the_lock_stops_with_the_session() {
-        let socket = socket();
+    async fn serving_waiting_for_the_lock_stops_with_the_session() {
+        let (engine, socket) = (engine(), socket());
         let (server, _client) = ws_pair().await;
-        let (tx, _rx) = server.split();
 
         let _polling = socket.internal_rx.lock().await;
-        let writer = tokio::spawn(forward_to_socket::<StubHandler, _>(socket.clone(), tx));
+        let serving = tokio::spawn({
+            let socket = socket.clone();
+            async move { serve(&engine, &socket, server).await }
+        });
         tokio::time::sleep(Duration::from_millis(20)).await;
 
         socket.cancellation_token.cancel();
-        tokio::time::timeout(TIMEOUT, writer)
+        tokio::time::timeout(TIMEOUT, serving)
             .await
-            .expect("the writer should stop")
+            .expect("serving should stop")
+            .unwrap();
+    }
+
+    /// One task reads and writes: pongs reach the heartbeat and queued
+    /// packets reach the client while the client keeps sending, and the
+    /// client's close ends the session.
+    #[tokio::test]
+    async fn one_task_serves_both_directions_until_the_client_closes() {
+        let (engine, socket) = (engine(), socket());
+        let (server, mut client) = ws_pair().await;
+        let serving = tokio::spawn({
+            let socket = socket.clone();
+            async move { serve(&engine, &socket, server).await }
+        });
+
+        let heard_before = socket.heartbeat_last_heard();
+        tokio::time::sleep(Duration::from_millis(5)).await;
+        for i in 0..50 {
+            client.send(Message::text("3")).await.unwrap();
+            socket.emit(Str::from(format!("m{i}"))).unwrap();
+            assert_eq!(
+                next_text(&mut client).await,
+                Message::text(format!("4m{i}"))
+            );
+        }
+        assert!(
+            socket.heartbeat_last_heard() > heard_before,
+            "pongs were seen"
+        );
+
+        client.send(Message::text("1")).await.unwrap();
+        tokio::time::timeout(TIMEOUT, serving)
+            .await
+            .expect("serving should end when the client closes")
+            .unwrap();
+    }
+
+    /// A session closed from this side still writes what it queued (the
+    /// `Close` packet) before the websocket closes.
+    #[tokio::test]
+    async fn queued_packets_are_written_before_a_cancelled_session_closes() {
+        let (engine, socket) = (engine(), socket());
+        let (server, mut client) = ws_pair().await;
+        let serving = tokio::spawn({
+            let socket = socket.clone();
+            async move { serve(&engine, &socket, server).await }
+        });
+        tokio::time::sleep(Duration::from_millis(20)).await;
+
+        socket.emit(Str::from("last words")).unwrap();
+        socket.close(DisconnectReason::ClosingServer);
+        socket.cancellation_token.cancel();
+        assert_eq!(next_text(&mut client).await, Message::text("4last words"));
+        assert_eq!(next_text(&mut client).await, Message::text("1"));
+        assert!(matches!(next_text(&mut client).await, Message::Close(_)));
+        tokio::time::timeout(TIMEOUT, serving)
+            .await
+            .expect("serving should stop")
             .unwrap();
     }
 }
