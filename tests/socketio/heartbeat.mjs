@@ -3,6 +3,7 @@
 // answering, as a phone that lost its network does) loses its socket within
 // pingInterval + pingTimeout, and its user goes offline. The silent client
 // speaks engine.io over a raw websocket, so nothing answers pings for it.
+// The answering client authenticates with an Authorization header.
 // Driven by crates/gateway/tests/api/realtime.rs with short ping settings.
 // Usage: node heartbeat.mjs URL LIVE_TOKEN SILENT_TOKEN SILENT_USER_ID PING_INTERVAL_MS PING_TIMEOUT_MS
 import assert from "node:assert/strict";
@@ -22,7 +23,11 @@ async function online(id) {
   return body[0].online;
 }
 
-const live = io(url, { auth: { token: liveToken }, transports: ["websocket"], reconnection: false });
+const live = io(url, {
+  extraHeaders: { authorization: `Bearer ${liveToken}` },
+  transports: ["websocket"],
+  reconnection: false,
+});
 let livePings = 0;
 const liveDisconnects = [];
 live.on("disconnect", (reason) => liveDisconnects.push(reason));

@@ -325,13 +325,32 @@ pub async fn serve(
     Ok(())
 }
 
-/// Gives a Socket.IO request its own copies of the URI and header values.
+/// Gives a Socket.IO request its own copy of the URI and of the few headers
+/// anything reads from it: engine.io's handshake (`Content-Type`, the
+/// websocket ones, which engine.io drops once the upgrade is done) and the
+/// connect middleware (`Authorization`).
 ///
-/// hyper parses them as slices of the connection's read buffer (8-16 KB),
-/// and Socket.IO keeps every socket's request parts for its lifetime, so
-/// without copies each idle socket would pin that whole buffer (measured
-/// with heaptrack: ~16 KB of a 28 KB socket). The copies take ~1 KB.
+/// hyper parses the URI and headers as slices of the connection's read
+/// buffer (8-16 KB), and Socket.IO keeps every socket's request parts for
+/// its lifetime, so without copies each idle socket would pin that whole
+/// buffer (measured with heaptrack: ~16 KB of a 28 KB socket). Cookies,
+/// proxy headers and the like are left out: a header map costs ~650 bytes
+/// per socket as soon as it holds one header.
 async fn detach_from_read_buffer(request: axum::extract::Request) -> axum::extract::Request {
+    use http::header::{
+        AUTHORIZATION, CONNECTION, CONTENT_TYPE, SEC_WEBSOCKET_EXTENSIONS, SEC_WEBSOCKET_KEY,
+        SEC_WEBSOCKET_PROTOCOL, SEC_WEBSOCKET_VERSION, UPGRADE,
+    };
+    const KEPT: [http::HeaderName; 8] = [
+        AUTHORIZATION,
+        CONTENT_TYPE,
+        CONNECTION,
+        UPGRADE,
+        SEC_WEBSOCKET_KEY,
+        SEC_WEBSOCKET_VERSION,
+        SEC_WEBSOCKET_EXTENSIONS,
+        SEC_WEBSOCKET_PROTOCOL,
+    ];
     if !request.uri().path().starts_with("/socket.io") {
         return request;
     }
@@ -339,12 +358,16 @@ async fn detach_from_read_buffer(request: axum::extract::Request) -> axum::extra
     if let Ok(uri) = parts.uri.to_string().parse() {
         parts.uri = uri;
     }
-    for value in parts.headers.values_mut() {
-        if let Ok(mut copy) = http::HeaderValue::from_bytes(value.as_bytes()) {
+    parts.headers = parts
+        .headers
+        .iter()
+        .filter(|(name, _)| KEPT.contains(name))
+        .filter_map(|(name, value)| {
+            let mut copy = http::HeaderValue::from_bytes(value.as_bytes()).ok()?;
             copy.set_sensitive(value.is_sensitive());
-            *value = copy;
-        }
-    }
+            Some((name.clone(), copy))
+        })
+        .collect();
     axum::extract::Request::from_parts(parts, body)
 }
 

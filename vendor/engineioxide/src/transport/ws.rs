@@ -24,7 +24,8 @@ use engineioxide_core::{Packet, ProtocolVersion, Sid, Str, TransportType};
 
 use crate::{
     DisconnectReason, Socket, body::ResponseBody, config::EngineIoConfig, engine::EngineIo,
-    errors::Error, handler::EngineIoHandler, socket::InternalRx, transport::make_open_packet,
+    errors::Error, handler::EngineIoHandler, socket::InternalRx, socket::Queued,
+    transport::make_open_packet,
 };
 
 /// Create a response for websocket upgrade
@@ -51,21 +52,28 @@ pub fn new_req<R: Send + 'static, B, H: EngineIoHandler>(
     engine: Arc<EngineIo<H>>,
     protocol: ProtocolVersion,
     sid: Option<Sid>,
-    req: Request<R>,
+    mut req: Request<R>,
 ) -> Result<Response<ResponseBody<B>>, Error> {
-    let (parts, body) = req.into_parts();
-    let req = Request::from_parts(parts.clone(), body);
-
+    // Patched: the upgrade is taken out of the request instead of cloning
+    // the request's parts for it, and the session keeps the headers without
+    // the websocket handshake's (they mean nothing once it is done): a
+    // request left with no headers keeps no header map.
+    let upgrade = hyper::upgrade::on(&mut req);
+    let (mut parts, _body) = req.into_parts();
     let ws_key = parts
         .headers
-        .get("Sec-WebSocket-Key")
+        .get(http::header::SEC_WEBSOCKET_KEY)
         .ok_or(Error::InvalidWebSocketKey)?
         .clone();
+    parts.headers = parts
+        .headers
+        .iter()
+        .filter(|(name, _)| !is_handshake_header(name))
+        .map(|(name, value)| (name.clone(), value.clone()))
+        .collect();
 
     tokio::spawn(async move {
-        let conn = hyper::upgrade::on(req)
-            .await
-            .map(hyper_util::rt::TokioIo::new);
+        let conn = upgrade.await.map(hyper_util::rt::TokioIo::new);
 
         let res = match conn {
             Ok(conn) => on_init(engine.clone(), conn, protocol, sid, parts).await,
@@ -95,6 +103,23 @@ pub fn new_req<R: Send + 'static, B, H: EngineIoHandler>(
     Ok(ws_response(&ws_key))
 }
 
+/// Headers of the websocket handshake itself.
+fn is_handshake_header(name: &http::HeaderName) -> bool {
+    use http::header::{
+        CONNECTION, SEC_WEBSOCKET_EXTENSIONS, SEC_WEBSOCKET_KEY, SEC_WEBSOCKET_PROTOCOL,
+        SEC_WEBSOCKET_VERSION, UPGRADE,
+    };
+    [
+        CONNECTION,
+        UPGRADE,
+        SEC_WEBSOCKET_KEY,
+        SEC_WEBSOCKET_VERSION,
+        SEC_WEBSOCKET_EXTENSIONS,
+        SEC_WEBSOCKET_PROTOCOL,
+    ]
+    .contains(name)
+}
+
 /// Handle a websocket connection upgrade
 ///
 /// Sends an open packet if it is not an upgrade from a polling request
@@ -114,11 +139,11 @@ pub async fn on_init<H: EngineIoHandler, S>(
 where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
-    // Patched: the handshake runs in a boxed future of its own, so the task
-    // that lives as long as the connection keeps only the read loop's state
-    // (the handshake's is larger and needed only at the start).
-    let (socket, ws) = Box::pin(handshake(&engine, conn, protocol, sid, req_data)).await?;
-    serve(&engine, &socket, ws).await;
+    let (socket, ws) = handshake(&engine, conn, protocol, sid, req_data).await?;
+    // Patched: the open connection is served by a task of its own, which
+    // holds only what serving needs; the upgrade's and the handshake's state
+    // ends with this one.
+    tokio::spawn(serve(engine, socket, ws));
     Ok(())
 }
 
@@ -192,8 +217,8 @@ where
 /// from this side (its cancellation token), what is already queued (a
 /// `Close` packet, say) is still written before the websocket closes.
 async fn serve<H: EngineIoHandler, S>(
-    engine: &Arc<EngineIo<H>>,
-    socket: &Arc<Socket<H::Data>>,
+    engine: Arc<EngineIo<H>>,
+    socket: Arc<Socket<H::Data>>,
     mut ws: WebSocketStream<S>,
 ) where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
@@ -220,9 +245,9 @@ async fn serve<H: EngineIoHandler, S>(
         tokio::select! {
             items = buffered_rx.recv() => match items {
                 Some(packets) => {
-                    write_packets(&mut ws, socket, *packets).await;
+                    write_packets(&mut ws, socket.id, socket.protocol, packets).await;
                     while let Ok(packets) = buffered_rx.try_recv() {
-                        write_packets(&mut ws, socket, *packets).await;
+                        write_packets(&mut ws, socket.id, socket.protocol, packets).await;
                     }
                 }
                 None => break,
@@ -232,12 +257,12 @@ async fn serve<H: EngineIoHandler, S>(
                 if let Some(packets) = packets {
                     #[cfg(feature = "tracing")]
                     tracing::debug!(sid = ?socket.id, "ws volatile flush: {} packets", packets.len());
-                    write_packets(&mut ws, socket, *packets).await;
+                    write_packets(&mut ws, socket.id, socket.protocol, packets).await;
                 }
             },
             message = ws.next() => {
                 let ended = match message {
-                    Some(Ok(message)) => receive(engine, socket, message),
+                    Some(Ok(message)) => receive(&engine, &socket, message),
                     Some(Err(e)) => Some(Err(e.into())),
                     None => Some(Ok(())),
                 };
@@ -270,7 +295,7 @@ async fn serve<H: EngineIoHandler, S>(
     #[cfg(feature = "tracing")]
     tracing::trace!(sid = %socket.id, "ws closing flush");
     while let Ok(packets) = buffered_rx.try_recv() {
-        write_packets(&mut ws, socket, *packets).await;
+        write_packets(&mut ws, socket.id, socket.protocol, packets).await;
     }
     ws.flush().await.ok();
     ws.close(None).await.ok();
@@ -316,41 +341,51 @@ fn receive<H: EngineIoHandler>(
     None
 }
 
-/// Queues packets on the websocket (flushed by the caller).
-async fn write_packets<D, S>(
+/// Queues packets on the websocket (flushed by the caller). Only the
+/// message being written is held across the await, which keeps the
+/// connection task small.
+async fn write_packets<S>(
     ws: &mut WebSocketStream<S>,
-    socket: &Socket<D>,
-    packets: engineioxide_core::PacketBuf,
+    _sid: Sid,
+    protocol: ProtocolVersion,
+    mut packets: Queued,
 ) where
-    D: Default + Send + Sync + 'static,
     S: AsyncRead + AsyncWrite + Unpin,
 {
-    for packet in packets {
-        let res = match packet {
-            Packet::Binary(bin) | Packet::BinaryV3(bin) => {
-                if socket.protocol == ProtocolVersion::V3 {
-                    // v3 protocol requires packet type as the first byte.
-                    // This requires a new buffer. This is OK as it is only for the V3 protocol.
-                    let mut buff = Vec::with_capacity(bin.len() + 1);
-                    buff.push(0x04);
-                    buff.extend(bin);
-                    ws.feed(Message::Binary(buff.into())).await
-                } else {
-                    ws.feed(Message::Binary(bin)).await
-                }
-            }
-            // A Noop Packet maybe sent by the server to upgrade from a polling connection
-            // In the case that the packet was not poll in time it will remain in the buffer and therefore
-            // it should be discarded here
-            Packet::Noop => Ok(()),
-            packet => ws.feed(Message::Text(String::from(packet).into())).await,
+    for packet in packets.drain(..) {
+        let Some(message) = ws_message(protocol, packet) else {
+            continue;
         };
-        if let Err(_e) = res {
+        if let Err(_e) = ws.feed(message).await {
             #[cfg(feature = "tracing")]
-            tracing::debug!("[sid={}] error sending packet: {}", socket.id, _e);
+            tracing::debug!("[sid={}] error sending packet: {}", _sid, _e);
         }
     }
 }
+
+/// The websocket message carrying a packet (none for a `Noop`).
+fn ws_message(protocol: ProtocolVersion, packet: Packet) -> Option<Message> {
+    match packet {
+        Packet::Binary(bin) | Packet::BinaryV3(bin) => {
+            if protocol == ProtocolVersion::V3 {
+                // v3 protocol requires packet type as the first byte.
+                // This requires a new buffer. This is OK as it is only for the V3 protocol.
+                let mut buff = Vec::with_capacity(bin.len() + 1);
+                buff.push(0x04);
+                buff.extend(bin);
+                Some(Message::Binary(buff.into()))
+            } else {
+                Some(Message::Binary(bin))
+            }
+        }
+        // A Noop Packet maybe sent by the server to upgrade from a polling connection
+        // In the case that the packet was not poll in time it will remain in the buffer and therefore
+        // it should be discarded here
+        Packet::Noop => None,
+        packet => Some(Message::Text(String::from(packet).into())),
+    }
+}
+
 /// Send a Engine.IO [`OpenPacket`] to initiate a websocket connection
 async fn init_handshake<S>(
     sid: Sid,
@@ -529,10 +564,7 @@ mod tests {
         let (server, mut client) = ws_pair().await;
 
         let polling = socket.internal_rx.lock().await;
-        let serving = tokio::spawn({
-            let socket = socket.clone();
-            async move { serve(&engine, &socket, server).await }
-        });
+        let serving = tokio::spawn(serve(engine, socket.clone(), server));
         tokio::time::sleep(Duration::from_millis(20)).await;
         assert!(!serving.is_finished(), "serving should wait for the lock");
 
@@ -541,16 +573,24 @@ mod tests {
         assert_eq!(next_text(&mut client).await, Message::text("4hello"));
     }
 
+    /// Every open connection keeps one `serve` future: it must stay small
+    /// (1,056 bytes in a debug build when written; holding a packet buffer
+    /// by value across an await made it 1,504).
+    #[tokio::test]
+    async fn the_connection_task_stays_small() {
+        let (server, _client) = ws_pair().await;
+        let serving = serve(engine(), socket(), server);
+        let size = std::mem::size_of_val(&serving);
+        assert!(size <= 1_200, "serve's future is {size} bytes");
+    }
+
     #[tokio::test]
     async fn serving_waiting_for_the_lock_stops_with_the_session() {
         let (engine, socket) = (engine(), socket());
         let (server, _client) = ws_pair().await;
 
         let _polling = socket.internal_rx.lock().await;
-        let serving = tokio::spawn({
-            let socket = socket.clone();
-            async move { serve(&engine, &socket, server).await }
-        });
+        let serving = tokio::spawn(serve(engine, socket.clone(), server));
         tokio::time::sleep(Duration::from_millis(20)).await;
 
         socket.cancellation_token.cancel();
@@ -567,10 +607,7 @@ mod tests {
     async fn one_task_serves_both_directions_until_the_client_closes() {
         let (engine, socket) = (engine(), socket());
         let (server, mut client) = ws_pair().await;
-        let serving = tokio::spawn({
-            let socket = socket.clone();
-            async move { serve(&engine, &socket, server).await }
-        });
+        let serving = tokio::spawn(serve(engine, socket.clone(), server));
 
         let heard_before = socket.heartbeat_last_heard();
         tokio::time::sleep(Duration::from_millis(5)).await;
@@ -600,10 +637,7 @@ mod tests {
     async fn queued_packets_are_written_before_a_cancelled_session_closes() {
         let (engine, socket) = (engine(), socket());
         let (server, mut client) = ws_pair().await;
-        let serving = tokio::spawn({
-            let socket = socket.clone();
-            async move { serve(&engine, &socket, server).await }
-        });
+        let serving = tokio::spawn(serve(engine, socket.clone(), server));
         tokio::time::sleep(Duration::from_millis(20)).await;
 
         socket.emit(Str::from("last words")).unwrap();
