@@ -215,7 +215,9 @@ where
 /// When the client closes the connection or breaks the protocol, the
 /// session is closed with the matching reason. When the session is closed
 /// from this side (its cancellation token), what is already queued (a
-/// `Close` packet, say) is still written before the websocket closes.
+/// `Close` packet, say) is still written before the websocket closes. A
+/// write that cannot go on for `ping_timeout` (the client stopped reading)
+/// closes the session and drops the connection.
 async fn serve<H: EngineIoHandler, S>(
     engine: Arc<EngineIo<H>>,
     socket: Arc<Socket<H::Data>>,
@@ -240,25 +242,30 @@ async fn serve<H: EngineIoHandler, S>(
     } = &mut *internal_rx;
     let cancelled = socket.cancellation_token.cancelled();
     tokio::pin!(cancelled);
+    // How long a write may wait for the client to read.
+    let write_limit = engine.config.ping_timeout;
 
-    loop {
-        tokio::select! {
+    let stalled = loop {
+        let written = tokio::select! {
             items = buffered_rx.recv() => match items {
                 Some(packets) => {
-                    write_packets(&mut ws, socket.id, socket.protocol, packets).await;
-                    while let Ok(packets) = buffered_rx.try_recv() {
+                    let written = async {
                         write_packets(&mut ws, socket.id, socket.protocol, packets).await;
-                    }
+                        while let Ok(packets) = buffered_rx.try_recv() {
+                            write_packets(&mut ws, socket.id, socket.protocol, packets).await;
+                        }
+                    };
+                    tokio::time::timeout(write_limit, written).await
                 }
-                None => break,
+                None => break false,
             },
             Ok(()) = volatile_rx.changed() => {
                 let packets = volatile_rx.borrow_and_update().clone();
-                if let Some(packets) = packets {
-                    #[cfg(feature = "tracing")]
-                    tracing::debug!(sid = ?socket.id, "ws volatile flush: {} packets", packets.len());
-                    write_packets(&mut ws, socket.id, socket.protocol, packets).await;
-                }
+                let Some(packets) = packets else { continue };
+                #[cfg(feature = "tracing")]
+                tracing::debug!(sid = ?socket.id, "ws volatile flush: {} packets", packets.len());
+                let written = write_packets(&mut ws, socket.id, socket.protocol, packets);
+                tokio::time::timeout(write_limit, written).await
             },
             message = ws.next() => {
                 let ended = match message {
@@ -277,28 +284,41 @@ async fn serve<H: EngineIoHandler, S>(
                         }
                     };
                     engine.close_session(socket.id, reason);
-                    break;
+                    break false;
                 }
+                Ok(())
             },
             () = &mut cancelled => {
                 #[cfg(feature = "tracing")]
                 tracing::debug!(sid = %socket.id, "socket is closing");
-                break;
+                break false;
             },
-        }
+        };
 
         #[cfg(feature = "tracing")]
         tracing::trace!(sid = %socket.id, "ws flush");
-        ws.flush().await.ok();
-    }
+        let flushed = tokio::time::timeout(write_limit, ws.flush()).await;
+        if written.is_err() || flushed.is_err() {
+            break true;
+        }
+    };
 
+    if stalled {
+        #[cfg(feature = "tracing")]
+        tracing::debug!(sid = %socket.id, "the client stopped reading; connection dropped");
+        engine.close_session(socket.id, DisconnectReason::TransportError);
+        return;
+    }
     #[cfg(feature = "tracing")]
     tracing::trace!(sid = %socket.id, "ws closing flush");
-    while let Ok(packets) = buffered_rx.try_recv() {
-        write_packets(&mut ws, socket.id, socket.protocol, packets).await;
-    }
-    ws.flush().await.ok();
-    ws.close(None).await.ok();
+    let closing = async {
+        while let Ok(packets) = buffered_rx.try_recv() {
+            write_packets(&mut ws, socket.id, socket.protocol, packets).await;
+        }
+        ws.flush().await.ok();
+        ws.close(None).await.ok();
+    };
+    let _ = tokio::time::timeout(write_limit, closing).await;
 }
 
 /// Hands one message from the client to the handler. Returns how the
@@ -573,15 +593,42 @@ mod tests {
         assert_eq!(next_text(&mut client).await, Message::text("4hello"));
     }
 
+    /// A client that stops reading blocks writes: after the ping timeout
+    /// the session is closed and serving ends.
+    #[tokio::test]
+    async fn a_client_that_does_not_read_does_not_keep_the_task() {
+        let config = EngineIoConfig::builder()
+            .ping_timeout(Duration::from_millis(100))
+            .build();
+        let engine = Arc::new(EngineIo::new(Arc::new(StubHandler), config));
+        let socket = engine.create_session(
+            ProtocolVersion::V4,
+            TransportType::Websocket,
+            Request::<()>::default().into_parts().0,
+            false,
+        );
+        let (server, _client_never_reads) = ws_pair().await;
+        let serving = tokio::spawn(serve(engine.clone(), socket.clone(), server));
+
+        socket.emit(Str::from("x".repeat(64 * 1024))).unwrap();
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        assert!(!serving.is_finished(), "the write should be waiting");
+        tokio::time::timeout(TIMEOUT, serving)
+            .await
+            .expect("serving should stop")
+            .unwrap();
+        assert!(engine.get_socket(socket.id).is_none(), "session closed");
+    }
+
     /// Every open connection keeps one `serve` future: it must stay small
-    /// (1,056 bytes in a debug build when written; holding a packet buffer
+    /// (1,208 bytes in a debug build when written; holding a packet buffer
     /// by value across an await made it 1,504).
     #[tokio::test]
     async fn the_connection_task_stays_small() {
         let (server, _client) = ws_pair().await;
         let serving = serve(engine(), socket(), server);
         let size = std::mem::size_of_val(&serving);
-        assert!(size <= 1_200, "serve's future is {size} bytes");
+        assert!(size <= 1_280, "serve's future is {size} bytes");
     }
 
     #[tokio::test]
