@@ -35,6 +35,16 @@ export async function register(name) {
   const body = await ok("POST", "/auth/register", {
     body: { username, email: `${username}@example.com`, password, display_name: name },
   });
+  // The profile is created by users from auth's `user.registered` event, a
+  // moment after registration answers (longer while users' consumer is
+  // still connecting): wait for it as an app would before others can add
+  // this user to a conversation.
+  for (let i = 0; ; i++) {
+    const { status } = await api("GET", "/users/me", { token: body.tokens.access_token });
+    if (status === 200) break;
+    assert.ok(status === 404 && i < 200, `the profile of ${username} never appeared (${status})`);
+    await new Promise((resolve) => setTimeout(resolve, 50));
+  }
   return { id: body.user.id, username, password, token: body.tokens.access_token, tokens: body.tokens };
 }
 
