@@ -522,10 +522,10 @@ pub async fn heartbeat(
                 .collect();
             deliveries.directory.register(&entries).await;
         }
-        if state.service_token.is_some() {
+        if let Some(credential) = &state.service_token {
             let mut batched = true;
             for batch in sockets.chunks(HEARTBEAT_BATCH) {
-                batched = batched && heartbeat_batch(&state, batch).await;
+                batched = batched && heartbeat_batch(&state, credential, batch).await;
             }
             if batched {
                 continue;
@@ -543,10 +543,11 @@ pub async fn heartbeat(
 /// One `DevicesHeartbeat` call; false when users does not know the call yet
 /// (an older version during a rolling upgrade): then every socket is renewed
 /// one by one, as before.
-async fn heartbeat_batch(state: &RealtimeState, sockets: &[(Caller, String)]) -> bool {
-    let Some(credential) = &state.service_token else {
-        return false;
-    };
+async fn heartbeat_batch(
+    state: &RealtimeState,
+    credential: &tonic::metadata::MetadataValue<tonic::metadata::Ascii>,
+    sockets: &[(Caller, String)],
+) -> bool {
     let request = DevicesHeartbeatRequest {
         devices: sockets
             .iter()
