@@ -287,7 +287,7 @@ pub async fn serve(
     shutdown.spawn(run_consumer(
         broker.clone(),
         Exchange::new(&config.amqp.exchange),
-        ConsumerSpec::new(config.fanout_queue.clone(), realtime::FANOUT_EVENTS),
+        fanout_spec(&config.fanout_queue),
         Arc::new(realtime::Fanout {
             io: io.clone(),
             deliveries,
@@ -371,6 +371,17 @@ async fn detach_from_read_buffer(request: axum::extract::Request) -> axum::extra
     axum::extract::Request::from_parts(parts, body)
 }
 
+/// The fan-out consumer: emitting is fast (no downstream calls), so what
+/// arrives together is handled together and acked with one frame, with a
+/// deeper prefetch so batches form under load.
+fn fanout_spec(queue: &str) -> ConsumerSpec {
+    let mut spec = ConsumerSpec::new(queue, realtime::FANOUT_EVENTS);
+    spec.prefetch = 256;
+    spec.concurrency = 64;
+    spec.ack_in_batches = true;
+    spec
+}
+
 /// Socket.IO over the Redis adapter (RESP3), its channels under this
 /// deployment's key prefix, with the namespace ready.
 async fn socket_io(
@@ -389,6 +400,8 @@ async fn socket_io(
         driver,
         RedisAdapterConfig::new().with_prefix(format!("{}socket.io", config.redis.key_prefix)),
     );
+    // socketioxide's builder has no setter for it: it reads the default.
+    engineioxide::config::set_default_ws_write_interval(config.socket_write_interval);
     // Small per-socket buffers: most sockets sit idle between short JSON
     // events (the defaults size for bulk transfers).
     let (layer, io) = SocketIo::builder()

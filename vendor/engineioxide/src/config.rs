@@ -30,7 +30,11 @@
 //! let svc = EngineIoService::with_config(Arc::new(MyHandler), config);
 //! ```
 
-use std::{borrow::Cow, time::Duration};
+use std::{
+    borrow::Cow,
+    sync::atomic::{AtomicU64, Ordering},
+    time::Duration,
+};
 
 use engineioxide_core::TransportType;
 
@@ -87,6 +91,32 @@ pub struct EngineIoConfig {
     /// Allowed transports on this server
     /// It is represented as a bitfield to allow to combine any number of transports easily
     pub transports: u8,
+
+    /// The shortest time between two writes to one websocket (patched in).
+    /// A packet for a socket that has not been written to for this long is
+    /// written at once; packets that come sooner wait, and go out together
+    /// with the next write: one system call for several packets on a busy
+    /// socket, at most this much added latency. Zero writes every packet
+    /// when it is queued. Defaults to [`default_ws_write_interval`].
+    pub ws_write_interval: Duration,
+}
+
+/// Nanoseconds; see [`set_default_ws_write_interval`].
+static DEFAULT_WS_WRITE_INTERVAL: AtomicU64 = AtomicU64::new(0);
+
+/// Sets the `ws_write_interval` of configs made from now on by
+/// [`EngineIoConfig::default`] and the builder (patched in). socketioxide's
+/// builder makes the engine config from its own setters only, which leaves
+/// this default as the way to set it through socketioxide.
+pub fn set_default_ws_write_interval(interval: Duration) {
+    let nanos = u64::try_from(interval.as_nanos()).unwrap_or(u64::MAX);
+    DEFAULT_WS_WRITE_INTERVAL.store(nanos, Ordering::Relaxed);
+}
+
+/// The `ws_write_interval` of new configs: zero unless
+/// [`set_default_ws_write_interval`] said otherwise.
+pub fn default_ws_write_interval() -> Duration {
+    Duration::from_nanos(DEFAULT_WS_WRITE_INTERVAL.load(Ordering::Relaxed))
 }
 
 impl Default for EngineIoConfig {
@@ -102,6 +132,7 @@ impl Default for EngineIoConfig {
             ws_max_message_size: 64 << 20,
             ws_max_frame_size: 16 << 20,
             transports: TransportType::Polling as u8 | TransportType::Websocket as u8,
+            ws_write_interval: default_ws_write_interval(),
         }
     }
 }
@@ -251,6 +282,13 @@ impl EngineIoConfigBuilder {
         for transport in transports {
             self.config.transports |= transport as u8;
         }
+        self
+    }
+
+    /// The shortest time between two writes to one websocket; see
+    /// [`EngineIoConfig::ws_write_interval`].
+    pub fn ws_write_interval(mut self, ws_write_interval: Duration) -> Self {
+        self.config.ws_write_interval = ws_write_interval;
         self
     }
 

@@ -244,10 +244,14 @@ async fn serve<H: EngineIoHandler, S>(
     tokio::pin!(cancelled);
     // How long a write may wait for the client to read.
     let write_limit = engine.config.ping_timeout;
+    let mut pacing = WritePacing::new(engine.config.ws_write_interval);
 
     let stalled = loop {
-        let written = tokio::select! {
-            items = buffered_rx.recv() => match items {
+        // While a write is held back, the queue is not polled: what comes
+        // in meanwhile waits there without waking this task.
+        let held = pacing.is_holding();
+        let (written, paced) = tokio::select! {
+            items = buffered_rx.recv(), if !held => match items {
                 Some(packets) => {
                     let written = async {
                         write_packets(&mut ws, socket.id, socket.protocol, packets).await;
@@ -255,17 +259,32 @@ async fn serve<H: EngineIoHandler, S>(
                             write_packets(&mut ws, socket.id, socket.protocol, packets).await;
                         }
                     };
-                    tokio::time::timeout(write_limit, written).await
+                    (tokio::time::timeout(write_limit, written).await, true)
                 }
                 None => break false,
             },
-            Ok(()) = volatile_rx.changed() => {
+            Ok(()) = volatile_rx.changed(), if !held => {
                 let packets = volatile_rx.borrow_and_update().clone();
                 let Some(packets) = packets else { continue };
                 #[cfg(feature = "tracing")]
                 tracing::debug!(sid = ?socket.id, "ws volatile flush: {} packets", packets.len());
                 let written = write_packets(&mut ws, socket.id, socket.protocol, packets);
-                tokio::time::timeout(write_limit, written).await
+                (tokio::time::timeout(write_limit, written).await, true)
+            },
+            () = pacing.released(), if held => {
+                let written = async {
+                    while let Ok(packets) = buffered_rx.try_recv() {
+                        write_packets(&mut ws, socket.id, socket.protocol, packets).await;
+                    }
+                    if volatile_rx.has_changed().unwrap_or(false) {
+                        let packets = volatile_rx.borrow_and_update().clone();
+                        if let Some(packets) = packets {
+                            write_packets(&mut ws, socket.id, socket.protocol, packets).await;
+                        }
+                    }
+                };
+                // Counted as the write the held one was.
+                (tokio::time::timeout(write_limit, written).await, false)
             },
             message = ws.next() => {
                 let ended = match message {
@@ -286,7 +305,7 @@ async fn serve<H: EngineIoHandler, S>(
                     engine.close_session(socket.id, reason);
                     break false;
                 }
-                Ok(())
+                (Ok(()), false)
             },
             () = &mut cancelled => {
                 #[cfg(feature = "tracing")]
@@ -294,12 +313,24 @@ async fn serve<H: EngineIoHandler, S>(
                 break false;
             },
         };
-
-        #[cfg(feature = "tracing")]
-        tracing::trace!(sid = %socket.id, "ws flush");
-        let flushed = tokio::time::timeout(write_limit, ws.flush()).await;
-        if written.is_err() || flushed.is_err() {
+        if written.is_err() {
             break true;
+        }
+        // New packets in the websocket's buffer go out now, or with the
+        // held write when they came too soon after the last one. (A read
+        // may have buffered a control frame: flushed now unless a write is
+        // held.)
+        let flush = if paced {
+            !pacing.hold_write()
+        } else {
+            !pacing.is_holding()
+        };
+        if flush {
+            #[cfg(feature = "tracing")]
+            tracing::trace!(sid = %socket.id, "ws flush");
+            if tokio::time::timeout(write_limit, ws.flush()).await.is_err() {
+                break true;
+            }
         }
     };
 
@@ -319,6 +350,65 @@ async fn serve<H: EngineIoHandler, S>(
         ws.close(None).await.ok();
     };
     let _ = tokio::time::timeout(write_limit, closing).await;
+}
+
+/// When a websocket may be written to next (see
+/// [`EngineIoConfig::ws_write_interval`]). Kept small: the timer is
+/// allocated the first time a write is held, so an idle socket never has one.
+struct WritePacing {
+    interval: std::time::Duration,
+    last_write: Option<tokio::time::Instant>,
+    timer: Option<std::pin::Pin<Box<tokio::time::Sleep>>>,
+    holding: bool,
+}
+
+impl WritePacing {
+    fn new(interval: std::time::Duration) -> Self {
+        Self {
+            interval,
+            last_write: None,
+            timer: None,
+            holding: false,
+        }
+    }
+
+    fn is_holding(&self) -> bool {
+        self.holding
+    }
+
+    /// Called when packets were put in the websocket's buffer: `false` if
+    /// they may be flushed now (the write is counted), `true` if the write
+    /// is held until [`Self::released`].
+    fn hold_write(&mut self) -> bool {
+        if self.interval.is_zero() {
+            return false;
+        }
+        if self.holding {
+            return true;
+        }
+        let now = tokio::time::Instant::now();
+        if let Some(next) = self.last_write.map(|last| last + self.interval)
+            && next > now
+        {
+            match &mut self.timer {
+                Some(timer) => timer.as_mut().reset(next),
+                None => self.timer = Some(Box::pin(tokio::time::sleep_until(next))),
+            }
+            self.holding = true;
+            return true;
+        }
+        self.last_write = Some(now);
+        false
+    }
+
+    /// Resolves when the held write may go: the write is then counted.
+    async fn released(&mut self) {
+        if let Some(timer) = &mut self.timer {
+            timer.await;
+        }
+        self.holding = false;
+        self.last_write = Some(tokio::time::Instant::now());
+    }
 }
 
 /// Hands one message from the client to the handler. Returns how the
@@ -676,6 +766,104 @@ mod tests {
             .await
             .expect("serving should end when the client closes")
             .unwrap();
+    }
+
+    /// Counts the writes that reach the connection.
+    struct CountingStream {
+        inner: DuplexStream,
+        writes: Arc<std::sync::atomic::AtomicUsize>,
+    }
+
+    impl AsyncRead for CountingStream {
+        fn poll_read(
+            mut self: std::pin::Pin<&mut Self>,
+            cx: &mut std::task::Context<'_>,
+            buf: &mut tokio::io::ReadBuf<'_>,
+        ) -> std::task::Poll<std::io::Result<()>> {
+            std::pin::Pin::new(&mut self.inner).poll_read(cx, buf)
+        }
+    }
+
+    impl AsyncWrite for CountingStream {
+        fn poll_write(
+            mut self: std::pin::Pin<&mut Self>,
+            cx: &mut std::task::Context<'_>,
+            buf: &[u8],
+        ) -> std::task::Poll<std::io::Result<usize>> {
+            let written = std::pin::Pin::new(&mut self.inner).poll_write(cx, buf);
+            if written.is_ready() {
+                self.writes
+                    .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            }
+            written
+        }
+
+        fn poll_flush(
+            mut self: std::pin::Pin<&mut Self>,
+            cx: &mut std::task::Context<'_>,
+        ) -> std::task::Poll<std::io::Result<()>> {
+            std::pin::Pin::new(&mut self.inner).poll_flush(cx)
+        }
+
+        fn poll_shutdown(
+            mut self: std::pin::Pin<&mut Self>,
+            cx: &mut std::task::Context<'_>,
+        ) -> std::task::Poll<std::io::Result<()>> {
+            std::pin::Pin::new(&mut self.inner).poll_shutdown(cx)
+        }
+    }
+
+    /// With a write interval, a quiet socket's packet goes out at once and
+    /// packets that follow it within the interval go out together, in one
+    /// write, when it has passed.
+    #[tokio::test]
+    async fn packets_that_come_within_the_write_interval_share_one_write() {
+        const INTERVAL: Duration = Duration::from_millis(150);
+        let config = EngineIoConfig::builder().ws_write_interval(INTERVAL).build();
+        let engine = Arc::new(EngineIo::new(Arc::new(StubHandler), config));
+        let socket = engine.create_session(
+            ProtocolVersion::V4,
+            TransportType::Websocket,
+            Request::<()>::default().into_parts().0,
+            false,
+        );
+        let (server, client) = tokio::io::duplex(1024);
+        let writes = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let server = CountingStream {
+            inner: server,
+            writes: writes.clone(),
+        };
+        let server = WebSocketStream::from_raw_socket(server, Role::Server, None).await;
+        let mut client = WebSocketStream::from_raw_socket(client, Role::Client, None).await;
+        let writes = move || writes.load(std::sync::atomic::Ordering::SeqCst);
+        tokio::spawn(serve(engine, socket.clone(), server));
+        tokio::time::sleep(Duration::from_millis(20)).await;
+
+        let first = tokio::time::Instant::now();
+        socket.emit(Str::from("a")).unwrap();
+        assert_eq!(next_text(&mut client).await, Message::text("4a"));
+        assert!(first.elapsed() < INTERVAL / 2, "a quiet socket is written at once");
+        assert_eq!(writes(), 1);
+
+        for text in ["b", "c", "d"] {
+            socket.emit(Str::from(text)).unwrap();
+        }
+        assert_eq!(next_text(&mut client).await, Message::text("4b"));
+        assert!(
+            first.elapsed() >= INTERVAL - Duration::from_millis(10),
+            "held until the interval passed, not {:?}",
+            first.elapsed()
+        );
+        assert_eq!(next_text(&mut client).await, Message::text("4c"));
+        assert_eq!(next_text(&mut client).await, Message::text("4d"));
+        assert_eq!(writes(), 2, "the three packets went in one write");
+
+        tokio::time::sleep(INTERVAL + Duration::from_millis(20)).await;
+        let quiet = tokio::time::Instant::now();
+        socket.emit(Str::from("e")).unwrap();
+        assert_eq!(next_text(&mut client).await, Message::text("4e"));
+        assert!(quiet.elapsed() < INTERVAL / 2, "quiet again: written at once");
+        assert_eq!(writes(), 3);
     }
 
     /// A session closed from this side still writes what it queued (the
