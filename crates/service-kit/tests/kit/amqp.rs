@@ -72,13 +72,44 @@ async fn eventually(what: &str, mut condition: impl FnMut() -> bool) {
 
 #[tokio::test]
 async fn consumer_redelivers_after_nack_and_dead_letters_after_max_attempts() {
+    redelivers_and_dead_letters(false).await;
+}
+
+/// The same with one `multiple` ack per batch: failures in a batch are
+/// still retried or parked on their own, every handled delivery is acked
+/// once (none comes back when the channel closes), and no ack covers a
+/// delivery that was nacked (the broker would close the channel and
+/// redeliver the batch's handled events).
+#[tokio::test]
+async fn a_consumer_acking_in_batches_settles_each_delivery_once() {
+    redelivers_and_dead_letters(true).await;
+}
+
+const BURST: usize = 200;
+
+async fn redelivers_and_dead_letters(ack_in_batches: bool) {
     test_kit::init_tracing();
     let amqp = TestAmqp::new().await.unwrap();
     let mut spec = amqp.consumer_spec("worker", &["user.*"]);
     spec.max_attempts = 3;
     spec.retry_delay = Duration::from_millis(200);
+    spec.ack_in_batches = ack_in_batches;
     let handler = Arc::new(ScriptedHandler::default());
     let shutdown = Shutdown::new();
+
+    // The topology first, and everything published before the consumer
+    // starts: it then receives full prefetch windows, which mix outcomes.
+    let probe = amqp.broker.channel().await.unwrap();
+    spec.declare(&probe, &amqp.exchange).await.unwrap();
+    let publisher = EventPublisher::new(amqp.broker.clone(), amqp.exchange.clone());
+    for i in 0..BURST {
+        publisher.publish(&event(&format!("ok-{i}"))).await.unwrap();
+        if i == BURST / 2 {
+            for subject in ["ok", "flaky", "poison", "broken"] {
+                publisher.publish(&event(subject)).await.unwrap();
+            }
+        }
+    }
     let consumer = tokio::spawn(run_consumer(
         amqp.broker.clone(),
         amqp.exchange.clone(),
@@ -86,14 +117,6 @@ async fn consumer_redelivers_after_nack_and_dead_letters_after_max_attempts() {
         handler.clone(),
         shutdown.clone(),
     ));
-
-    // Wait for the topology before publishing (the exchange has no queue yet).
-    let probe = amqp.broker.channel().await.unwrap();
-    spec.declare(&probe, &amqp.exchange).await.unwrap();
-    let publisher = EventPublisher::new(amqp.broker.clone(), amqp.exchange.clone());
-    for subject in ["ok", "flaky", "poison", "broken"] {
-        publisher.publish(&event(subject)).await.unwrap();
-    }
 
     eventually("flaky to succeed on its second attempt", || {
         handler.attempts("flaky") == 2
@@ -138,12 +161,28 @@ async fn consumer_redelivers_after_nack_and_dead_letters_after_max_attempts() {
     assert_eq!(handler.attempts("flaky"), 2);
     assert_eq!(handler.attempts("poison"), 3);
     assert_eq!(handler.attempts("broken"), 1);
+    for i in 0..BURST {
+        assert_eq!(handler.attempts(&format!("ok-{i}")), 1, "ok-{i}");
+    }
 
     shutdown.trigger();
     tokio::time::timeout(Duration::from_secs(5), consumer)
         .await
         .unwrap()
         .unwrap();
+    // The consumer's channel is closed: what it left unacked is ready again.
+    let queue = probe
+        .queue_declare(
+            spec.queue.as_str().into(),
+            lapin::options::QueueDeclareOptions {
+                passive: true,
+                ..Default::default()
+            },
+            Default::default(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(queue.message_count(), 0, "every delivery was settled");
 }
 
 #[tokio::test]
