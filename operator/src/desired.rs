@@ -14,7 +14,8 @@ use k8s_openapi::api::autoscaling::v2::{
 use k8s_openapi::api::core::v1::{
     Capabilities as LinuxCapabilities, ConfigMap, ConfigMapVolumeSource, Container, ContainerPort,
     EmptyDirVolumeSource, EnvVar, EnvVarSource, HTTPGetAction, LocalObjectReference,
-    PodSecurityContext, PodSpec, PodTemplateSpec, Probe, ResourceRequirements, SeccompProfile,
+    PodSecurityContext, PodSpec, PodTemplateSpec, Probe, ResourceFieldSelector, ResourceRequirements,
+    SeccompProfile,
     SecretKeySelector, SecurityContext, Service, ServiceAccount, ServicePort, ServiceSpec,
     TopologySpreadConstraint, Volume, VolumeMount,
 };
@@ -394,6 +395,27 @@ fn from_secret(binding: &Binding) -> EnvVar {
     }
 }
 
+/// The async runtime's worker threads follow the container's CPU request
+/// (rounded up to whole cores). By default tokio starts one per core of
+/// the node, whatever the pod may use: on a large node a pod requesting a
+/// tenth of a core would run dozens of workers that mostly wake each other
+/// up (measured on the gateway's fan-out: a second worker on a second core
+/// cost ~15% more CPU per delivery; docs/benchmarks.md).
+fn runtime_workers() -> EnvVar {
+    EnvVar {
+        name: "TOKIO_WORKER_THREADS".to_owned(),
+        value_from: Some(EnvVarSource {
+            resource_field_ref: Some(ResourceFieldSelector {
+                resource: "requests.cpu".to_owned(),
+                divisor: Some(Quantity("1".to_owned())),
+                container_name: None,
+            }),
+            ..EnvVarSource::default()
+        }),
+        ..EnvVar::default()
+    }
+}
+
 /// Names the platform's queues, exchange and keys after the instance, so
 /// two ChatBots can share a broker or Redis without seeing each other.
 fn instance_prefix(chatbot: &ChatBot) -> String {
@@ -418,6 +440,7 @@ pub fn environment(chatbot: &ChatBot, component: Component) -> Vec<EnvVar> {
             observability.log_filter.as_deref().unwrap_or("info"),
         ),
         plain("AMQP_EXCHANGE", format!("{prefix}.events")),
+        runtime_workers(),
     ];
     if let Some(endpoint) = &observability.otlp_endpoint {
         env.push(plain("OTEL_EXPORTER_OTLP_ENDPOINT", endpoint));

@@ -1,14 +1,16 @@
 //! Fan-out benchmark (not a test): `cargo bench -p gateway`, with
 //! `scripts/deps.sh` running and `npm ci --prefix tests/socketio` done.
 //!
-//! The same job for two servers, one after the other: 1,000 authenticated
+//! The same job for each server, one after the other: 1,000 authenticated
 //! socket.io clients (the official client, in Node) in 100 rooms of 10;
 //! `message.created` events published to RabbitMQ, each for the 10 members
 //! of one room. The server consumes them and emits `message:new` to the
 //! members' rooms. Ours is the gateway binary (Redis adapter included); the
-//! peer is a Node.js socket.io server doing the same
-//! (tests/socketio/bench/peer-server.mjs). Printed: deliveries per server
-//! CPU-second, idle KB per connection, and delivery latency p50/p99.
+//! peers are a Node.js socket.io server doing the same
+//! (tests/socketio/bench/peer-server.mjs), once with the official Redis
+//! adapter (the same job: replicas share rooms) and once without. Printed:
+//! deliveries per server CPU-second, idle KB per connection, and delivery
+//! latency p50/p99.
 #![allow(
     clippy::unwrap_used,
     clippy::expect_used,
@@ -75,7 +77,13 @@ impl Drop for Server {
     }
 }
 
-async fn start_gateway(jwks: &str, amqp: &TestAmqp, redis: &TestRedis, queue: &str) -> Server {
+async fn start_gateway(
+    jwks: &str,
+    amqp: &TestAmqp,
+    redis: &TestRedis,
+    queue: &str,
+    workers: usize,
+) -> Server {
     let port = free_port();
     let closed = format!("http://127.0.0.1:{}", free_port());
     let child = Command::new(env!("CARGO_BIN_EXE_gateway"))
@@ -91,6 +99,7 @@ async fn start_gateway(jwks: &str, amqp: &TestAmqp, redis: &TestRedis, queue: &s
         .env("AMQP_EXCHANGE", &amqp.exchange.name)
         .env("FANOUT_QUEUE", queue)
         .env("RUST_LOG", "error")
+        .env("TOKIO_WORKER_THREADS", workers.to_string())
         .stdout(Stdio::null())
         .spawn()
         .unwrap();
@@ -107,19 +116,25 @@ async fn start_gateway(jwks: &str, amqp: &TestAmqp, redis: &TestRedis, queue: &s
     }
 }
 
-async fn start_peer(jwks: &str, amqp: &TestAmqp, queue: &str) -> Server {
+/// The Node.js peer; with `redis`, its broadcasts go through the official
+/// Redis adapter as ours do.
+async fn start_peer(jwks: &str, amqp: &TestAmqp, queue: &str, redis: Option<&TestRedis>) -> Server {
     let port = free_port();
     let proto_dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../proto/proto");
+    let mut args = vec![
+        port.to_string(),
+        jwks.to_owned(),
+        test_kit::amqp_url(),
+        amqp.exchange.name.clone(),
+        queue.to_owned(),
+        proto_dir.to_str().unwrap().to_owned(),
+    ];
+    if let Some(redis) = redis {
+        args.extend([test_kit::redis_url(), redis.prefix.clone()]);
+    }
     let child = Command::new("node")
         .arg(socketio_dir().join("bench/peer-server.mjs"))
-        .args([
-            &port.to_string(),
-            jwks,
-            &test_kit::amqp_url(),
-            &amqp.exchange.name,
-            queue,
-            proto_dir.to_str().unwrap(),
-        ])
+        .args(&args)
         .stdout(Stdio::null())
         .spawn()
         .unwrap();
@@ -272,23 +287,48 @@ async fn run() {
     ] {
         amqp.track_queue(name);
     }
-    let ours = {
-        let server = start_gateway(&jwks, &amqp, &redis, &gateway_queue).await;
-        measure(&server, &tokens_file, &publisher, &rooms).await
-    };
-    // Events the stopped gateway would still receive must not pile up.
-    let channel = amqp.broker.channel().await.unwrap();
-    channel
-        .queue_delete(
-            gateway_queue.as_str().into(),
-            lapin::options::QueueDeleteOptions::default(),
-        )
-        .await
-        .unwrap();
-    let peer = {
-        let server = start_peer(&jwks, &amqp, &format!("{}.peer", amqp.exchange.name)).await;
-        measure(&server, &tokens_file, &publisher, &rooms).await
-    };
+    // As the operator deploys it by default (a CPU request under one core:
+    // one worker thread), and with tokio's default of a worker per core.
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let mut ours = Vec::new();
+    for workers in [1, cores] {
+        let server = start_gateway(&jwks, &amqp, &redis, &gateway_queue, workers).await;
+        let figures = measure(&server, &tokens_file, &publisher, &rooms).await;
+        drop(server);
+        // Events the stopped gateway would still receive must not pile up.
+        let channel = amqp.broker.channel().await.unwrap();
+        channel
+            .queue_delete(
+                gateway_queue.as_str().into(),
+                lapin::options::QueueDeleteOptions::default(),
+            )
+            .await
+            .unwrap();
+        let name = if workers == 1 {
+            "gateway (ours, Rust, Redis adapter), 1 worker thread (as deployed)".to_owned()
+        } else {
+            format!("gateway (ours), {workers} worker threads (one per core)")
+        };
+        ours.push((name, figures));
+    }
+    let mut peers = Vec::new();
+    for (name, redis) in [
+        (
+            "peer: Node.js socket.io 4.8, Redis adapter (the same job)",
+            Some(&redis),
+        ),
+        (
+            "peer: Node.js socket.io 4.8, no adapter (one process only)",
+            None,
+        ),
+    ] {
+        let queue = format!("{}.peer-{}", amqp.exchange.name, peers.len());
+        let server = start_peer(&jwks, &amqp, &queue, redis).await;
+        peers.push((
+            name,
+            measure(&server, &tokens_file, &publisher, &rooms).await,
+        ));
+    }
     let _ = std::fs::remove_file(&tokens_file);
 
     println!(
@@ -300,10 +340,11 @@ async fn run() {
         "| server | deliveries | deliveries per server CPU-second | of the CPU, in the kernel | idle KB per connection | latency p50 | latency p99 |"
     );
     println!("|---|---|---|---|---|---|---|");
-    for (name, figures) in [
-        ("gateway (ours, Rust, Redis adapter)", &ours),
-        ("peer: Node.js socket.io 4.8", &peer),
-    ] {
+    let rows = ours
+        .iter()
+        .map(|(name, figures)| (name.as_str(), figures))
+        .chain(peers.iter().map(|(name, figures)| (*name, figures)));
+    for (name, figures) in rows {
         println!(
             "| {name} | {} | {:.0} | {:.0}% | {:.1} | {:.0} ms | {:.0} ms |",
             figures.deliveries,
@@ -314,9 +355,12 @@ async fn run() {
             figures.p99_ms
         );
     }
+    let same_job = peers[0].1.per_cpu_second;
     println!(
-        "\nratio of deliveries per CPU-second: {:.1}x",
-        ours.per_cpu_second / peer.per_cpu_second
+        "\nours as a multiple of Node's deliveries per CPU-second (the same job): {:.1}x as deployed, {:.1}x with {cores} worker threads; against Node without an adapter: {:.1}x",
+        ours[0].1.per_cpu_second / same_job,
+        ours[1].1.per_cpu_second / same_job,
+        ours[0].1.per_cpu_second / peers[1].1.per_cpu_second,
     );
 }
 

@@ -358,6 +358,35 @@ fn the_bots_deployment_mounts_the_definitions_directory() {
     );
 }
 
+/// Every service sizes its runtime to its CPU request, read by Kubernetes
+/// at start-up (so a changed request changes it too), unless `extraEnv`
+/// says otherwise.
+#[test]
+fn runtime_workers_follow_the_cpu_request() {
+    let mut chatbot = chatbot("demo");
+    chatbot.spec.services.chat.extra_env = vec![plain("TOKIO_WORKER_THREADS", "4")];
+    let children = children(&chatbot, &inputs(&chatbot));
+    for component in Component::ALL {
+        let deployment = &children.deployments[&component];
+        let workers = container(deployment)
+            .env
+            .as_ref()
+            .unwrap()
+            .iter()
+            .find(|var| var.name == "TOKIO_WORKER_THREADS")
+            .unwrap_or_else(|| panic!("{component:?}: no TOKIO_WORKER_THREADS"));
+        let source = workers
+            .value_from
+            .as_ref()
+            .and_then(|source| source.resource_field_ref.as_ref())
+            .unwrap_or_else(|| panic!("{component:?}: not from the resources"));
+        assert_eq!(source.resource, "requests.cpu");
+        assert_eq!(source.divisor, Some(Quantity("1".to_owned())));
+    }
+    let chat = &children.deployments[&Component::Chat];
+    assert_eq!(env_value(chat, "TOKIO_WORKER_THREADS").as_deref(), Some("4"));
+}
+
 #[test]
 fn extra_env_overrides_the_operators_settings() {
     let mut chatbot = chatbot("demo");

@@ -2,17 +2,27 @@
 // gateway's fan-out job the way a Node team would write it — EdDSA JWT
 // checked on the handshake, one room per user, `message.created` events
 // consumed from RabbitMQ (protobuf envelopes) and emitted to the
-// recipients' rooms. Usage: node peer-server.mjs PORT JWKS_JSON AMQP_URL EXCHANGE QUEUE PROTO_DIR
+// recipients' rooms. With REDIS_URL, broadcasts go through the official
+// Redis adapter, as the gateway's do (so replicas share rooms); without,
+// they stay in this process.
+// Usage: node peer-server.mjs PORT JWKS_JSON AMQP_URL EXCHANGE QUEUE PROTO_DIR [REDIS_URL KEY_PREFIX]
 import http from "node:http";
 import { Server } from "socket.io";
+import { createAdapter } from "@socket.io/redis-adapter";
+import { Redis } from "ioredis";
 import { handshakeAuth } from "./jwt.mjs";
 import amqp from "amqplib";
 import protobuf from "protobufjs";
 
-const [port, jwksJson, amqpUrl, exchange, queue, protoDir] = process.argv.slice(2);
+const [port, jwksJson, amqpUrl, exchange, queue, protoDir, redisUrl, keyPrefix] = process.argv.slice(2);
 
 const server = http.createServer();
 const io = new Server(server, { transports: ["websocket"] });
+if (redisUrl) {
+  const pub = new Redis(redisUrl);
+  const sub = pub.duplicate();
+  io.adapter(createAdapter(pub, sub, { key: `${keyPrefix}socket.io` }));
+}
 io.use(handshakeAuth(jwksJson));
 io.on("connection", (socket) => socket.join(`user:${socket.data.user}`));
 
