@@ -539,7 +539,9 @@ async fn consume_in_batches<H: EventHandler>(
             .into_iter()
             .filter_map(|delivery| {
                 delivery
-                    .inspect_err(|error| tracing::warn!(queue = %spec.queue, %error, "delivery error"))
+                    .inspect_err(
+                        |error| tracing::warn!(queue = %spec.queue, %error, "delivery error"),
+                    )
                     .ok()
             })
             .collect();
@@ -562,9 +564,7 @@ async fn consume_in_batches<H: EventHandler>(
         // Earlier batches are settled, and so is every delivery of this one
         // that was not handled: this acks exactly the handled ones.
         if let Some(last) = last_handled {
-            last.acker
-                .ack(BasicAckOptions { multiple: true })
-                .await?;
+            last.acker.ack(BasicAckOptions { multiple: true }).await?;
         }
     }
     Ok(())

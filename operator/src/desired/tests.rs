@@ -384,7 +384,10 @@ fn runtime_workers_follow_the_cpu_request() {
         assert_eq!(source.divisor, Some(Quantity("1".to_owned())));
     }
     let chat = &children.deployments[&Component::Chat];
-    assert_eq!(env_value(chat, "TOKIO_WORKER_THREADS").as_deref(), Some("4"));
+    assert_eq!(
+        env_value(chat, "TOKIO_WORKER_THREADS").as_deref(),
+        Some("4")
+    );
 }
 
 #[test]

@@ -819,7 +819,9 @@ mod tests {
     #[tokio::test]
     async fn packets_that_come_within_the_write_interval_share_one_write() {
         const INTERVAL: Duration = Duration::from_millis(150);
-        let config = EngineIoConfig::builder().ws_write_interval(INTERVAL).build();
+        let config = EngineIoConfig::builder()
+            .ws_write_interval(INTERVAL)
+            .build();
         let engine = Arc::new(EngineIo::new(Arc::new(StubHandler), config));
         let socket = engine.create_session(
             ProtocolVersion::V4,
@@ -842,7 +844,10 @@ mod tests {
         let first = tokio::time::Instant::now();
         socket.emit(Str::from("a")).unwrap();
         assert_eq!(next_text(&mut client).await, Message::text("4a"));
-        assert!(first.elapsed() < INTERVAL / 2, "a quiet socket is written at once");
+        assert!(
+            first.elapsed() < INTERVAL / 2,
+            "a quiet socket is written at once"
+        );
         assert_eq!(writes(), 1);
 
         for text in ["b", "c", "d"] {
@@ -862,7 +867,10 @@ mod tests {
         let quiet = tokio::time::Instant::now();
         socket.emit(Str::from("e")).unwrap();
         assert_eq!(next_text(&mut client).await, Message::text("4e"));
-        assert!(quiet.elapsed() < INTERVAL / 2, "quiet again: written at once");
+        assert!(
+            quiet.elapsed() < INTERVAL / 2,
+            "quiet again: written at once"
+        );
         assert_eq!(writes(), 3);
     }
 
