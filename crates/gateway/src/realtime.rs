@@ -695,14 +695,7 @@ impl From<proto::events::v1::ChatMessage> for LiveMessage {
         Self {
             sent_at: crate::rest::time(message.sent_at.as_ref()),
             edited_at: crate::rest::time(message.edited_at.as_ref()),
-            attachment: message.attachment.map(|a| crate::rest::chat::Attachment {
-                url: a.url,
-                name: a.name,
-                size_bytes: a.size_bytes,
-                mime_type: a.mime_type,
-                width: a.width,
-                height: a.height,
-            }),
+            attachment: message.attachment.map(Into::into),
             id: message.id,
             conversation_id: message.conversation_id,
             seq: message.seq,

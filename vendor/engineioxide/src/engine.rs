@@ -13,7 +13,7 @@ use http::request::Parts;
 use crate::{
     config::EngineIoConfig,
     handler::EngineIoHandler,
-    socket::{DisconnectReason, Socket, heartbeat_clock},
+    socket::{DisconnectReason, Socket, engine_clock_ms},
 };
 
 type SocketMap<T> = RwLock<HashMap<Sid, Arc<T>>>;
@@ -102,7 +102,7 @@ impl<H: EngineIoHandler> EngineIo<H> {
 
     /// One heartbeat step for every session; closes the timed-out ones.
     fn heartbeat_sweep(&self) {
-        let now = heartbeat_clock();
+        let now = engine_clock_ms();
         let (interval, timeout) = (self.config.ping_interval, self.config.ping_timeout);
         let timed_out: Vec<Arc<Socket<H::Data>>> = self
             .sockets

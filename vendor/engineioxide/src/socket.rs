@@ -295,7 +295,7 @@ where
     pub(crate) fn heartbeat_received(&self) {
         self.heartbeat
             .last_heard
-            .store(heartbeat_clock(), Ordering::Relaxed);
+            .store(engine_clock_ms(), Ordering::Relaxed);
         #[cfg(feature = "v3")]
         if self.protocol == ProtocolVersion::V3 {
             self.internal_tx
@@ -318,7 +318,7 @@ where
 
     /// One step of the heartbeat, run by the engine's sweep for every socket
     /// (patched: upstream runs this as a task per socket). `now` is
-    /// [`heartbeat_clock`]. An error means the client is gone: the caller
+    /// [`engine_clock_ms`]. An error means the client is gone: the caller
     /// closes the socket.
     ///
     /// v4: the server pings `interval` after its previous ping (or after the
@@ -500,7 +500,7 @@ where
 }
 
 /// When a socket last pinged (v4) and last heard from its client, in
-/// [`heartbeat_clock`] milliseconds. A ping is unanswered while
+/// [`engine_clock_ms`] milliseconds. A ping is unanswered while
 /// `last_ping > last_heard`.
 #[derive(Debug)]
 struct Heartbeat {
@@ -510,7 +510,7 @@ struct Heartbeat {
 
 impl Heartbeat {
     fn new() -> Self {
-        let now = heartbeat_clock();
+        let now = engine_clock_ms();
         Self {
             last_ping: AtomicU64::new(now),
             last_heard: AtomicU64::new(now),
@@ -520,7 +520,7 @@ impl Heartbeat {
 
 /// Milliseconds since the first call in this process, on tokio's clock (so
 /// paused time in tests moves it too).
-pub(crate) fn heartbeat_clock() -> u64 {
+pub(crate) fn engine_clock_ms() -> u64 {
     static EPOCH: std::sync::OnceLock<tokio::time::Instant> = std::sync::OnceLock::new();
     let epoch = *EPOCH.get_or_init(tokio::time::Instant::now);
     u64::try_from(epoch.elapsed().as_millis()).unwrap_or(u64::MAX)

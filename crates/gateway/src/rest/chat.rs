@@ -122,6 +122,20 @@ pub struct Message {
     pub recipient_count: u32,
 }
 
+/// The chat API and the events carry the same attachment type.
+impl From<proto::events::v1::Attachment> for Attachment {
+    fn from(a: proto::events::v1::Attachment) -> Self {
+        Self {
+            url: a.url,
+            name: a.name,
+            size_bytes: a.size_bytes,
+            mime_type: a.mime_type,
+            width: a.width,
+            height: a.height,
+        }
+    }
+}
+
 fn kind_name(raw: i32) -> String {
     match grpc::MessageKind::try_from(raw) {
         Ok(grpc::MessageKind::Image) => "image",
@@ -145,14 +159,7 @@ pub fn message_dto(message: grpc::Message) -> Message {
         sent_at: time(message.sent_at.as_ref()),
         edited_at: time(message.edited_at.as_ref()),
         kind: kind_name(message.kind),
-        attachment: message.attachment.map(|a| Attachment {
-            url: a.url,
-            name: a.name,
-            size_bytes: a.size_bytes,
-            mime_type: a.mime_type,
-            width: a.width,
-            height: a.height,
-        }),
+        attachment: message.attachment.map(Attachment::from),
         delivery_status: message
             .delivery_status
             .into_iter()

@@ -244,7 +244,7 @@ async fn serve<H: EngineIoHandler, S>(
     tokio::pin!(cancelled);
     // How long a write may wait for the client to read.
     let write_limit = engine.config.ping_timeout;
-    let mut pacing = WritePacing::new(engine.config.ws_write_interval);
+    let mut pacing = WritePacing::new();
 
     let stalled = loop {
         // While a write is held back, the queue is not polled: what comes
@@ -271,7 +271,7 @@ async fn serve<H: EngineIoHandler, S>(
                 let written = write_packets(&mut ws, socket.id, socket.protocol, packets);
                 (tokio::time::timeout(write_limit, written).await, true)
             },
-            () = pacing.released(), if held => {
+            () = pacing.released(engine.config.ws_write_interval), if held => {
                 let written = async {
                     while let Ok(packets) = buffered_rx.try_recv() {
                         write_packets(&mut ws, socket.id, socket.protocol, packets).await;
@@ -321,7 +321,7 @@ async fn serve<H: EngineIoHandler, S>(
         // may have buffered a control frame: flushed now unless a write is
         // held.)
         let flush = if paced {
-            !pacing.hold_write()
+            !pacing.hold_write(engine.config.ws_write_interval)
         } else {
             !pacing.is_holding()
         };
@@ -353,20 +353,20 @@ async fn serve<H: EngineIoHandler, S>(
 }
 
 /// When a websocket may be written to next (see
-/// [`EngineIoConfig::ws_write_interval`]). Kept small: the timer is
-/// allocated the first time a write is held, so an idle socket never has one.
+/// [`EngineIoConfig::ws_write_interval`]). Kept small, as every connection
+/// task holds one: milliseconds on the engine's clock, and a timer
+/// allocated the first time a write is held (an idle socket never has one).
 struct WritePacing {
-    interval: std::time::Duration,
-    last_write: Option<tokio::time::Instant>,
+    /// Before this, a write is held.
+    next_write_ms: u64,
     timer: Option<std::pin::Pin<Box<tokio::time::Sleep>>>,
     holding: bool,
 }
 
 impl WritePacing {
-    fn new(interval: std::time::Duration) -> Self {
+    fn new() -> Self {
         Self {
-            interval,
-            last_write: None,
+            next_write_ms: 0,
             timer: None,
             holding: false,
         }
@@ -379,35 +379,40 @@ impl WritePacing {
     /// Called when packets were put in the websocket's buffer: `false` if
     /// they may be flushed now (the write is counted), `true` if the write
     /// is held until [`Self::released`].
-    fn hold_write(&mut self) -> bool {
-        if self.interval.is_zero() {
+    fn hold_write(&mut self, interval: std::time::Duration) -> bool {
+        if interval.is_zero() {
             return false;
         }
         if self.holding {
             return true;
         }
-        let now = tokio::time::Instant::now();
-        if let Some(next) = self.last_write.map(|last| last + self.interval)
-            && next > now
-        {
+        let now = crate::socket::engine_clock_ms();
+        if now < self.next_write_ms {
+            let deadline = tokio::time::Instant::now()
+                + std::time::Duration::from_millis(self.next_write_ms - now);
             match &mut self.timer {
-                Some(timer) => timer.as_mut().reset(next),
-                None => self.timer = Some(Box::pin(tokio::time::sleep_until(next))),
+                Some(timer) => timer.as_mut().reset(deadline),
+                None => self.timer = Some(Box::pin(tokio::time::sleep_until(deadline))),
             }
             self.holding = true;
             return true;
         }
-        self.last_write = Some(now);
+        self.count_write(interval);
         false
     }
 
     /// Resolves when the held write may go: the write is then counted.
-    async fn released(&mut self) {
+    async fn released(&mut self, interval: std::time::Duration) {
         if let Some(timer) = &mut self.timer {
             timer.await;
         }
         self.holding = false;
-        self.last_write = Some(tokio::time::Instant::now());
+        self.count_write(interval);
+    }
+
+    fn count_write(&mut self, interval: std::time::Duration) {
+        let interval_ms = u64::try_from(interval.as_millis()).unwrap_or(u64::MAX);
+        self.next_write_ms = crate::socket::engine_clock_ms().saturating_add(interval_ms);
     }
 }
 
@@ -711,8 +716,9 @@ mod tests {
     }
 
     /// Every open connection keeps one `serve` future: it must stay small
-    /// (1,208 bytes in a debug build when written; holding a packet buffer
-    /// by value across an await made it 1,504).
+    /// (1,208 bytes in a debug build of the workspace when written, 1,264
+    /// with write pacing; holding a packet buffer by value across an await
+    /// made it 1,504).
     #[tokio::test]
     async fn the_connection_task_stays_small() {
         let (server, _client) = ws_pair().await;
