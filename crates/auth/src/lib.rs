@@ -22,7 +22,7 @@ use proto::auth::v1::auth_service_server::AuthServiceServer;
 use secrecy::ExposeSecret as _;
 use service_kit::admin::{self, AdminState, Readiness};
 use service_kit::amqp::{Broker, EventPublisher, Exchange};
-use service_kit::grpc::{RpcMetrics, RpcTelemetryLayer};
+use service_kit::grpc::RpcMetrics;
 use service_kit::pg_outbox::OutboxRelay;
 use service_kit::token::{KeySet, PublicJwk, SigningKey, TokenSigner, TokenVerifier};
 use service_kit::{Shutdown, net, stores};
@@ -163,19 +163,14 @@ pub async fn serve(
         &shutdown,
     );
 
-    let (_health_reporter, health) = service_kit::grpc::health(proto::service_names::AUTH).await;
-    tracing::info!(addr = ?grpc_listener.local_addr().ok(), "auth serving gRPC");
-    tonic::transport::Server::builder()
-        .layer(RpcTelemetryLayer::new(rpc_metrics))
-        .add_service(health)
-        .add_service(service_kit::grpc::reflection()?)
-        .add_service(AuthServiceServer::new(api))
-        .serve_with_incoming_shutdown(
-            service_kit::grpc::incoming(grpc_listener),
-            shutdown.cancelled(),
-        )
-        .await
-        .context("gRPC server")?;
+    service_kit::grpc::serve(
+        proto::service_names::AUTH,
+        tonic::service::Routes::new(AuthServiceServer::new(api)),
+        rpc_metrics,
+        grpc_listener,
+        &shutdown,
+    )
+    .await?;
 
     shutdown.drain(config.admin.shutdown_grace).await;
     broker.close().await;

@@ -25,7 +25,7 @@ use service_kit::amqp::{
     Broker, ConsumerSpec, EventPublisher, Exchange, IdempotencyStore, run_consumer,
 };
 use service_kit::cache::TtlCache;
-use service_kit::grpc::{ClientConfig, Downstream, RpcMetrics, RpcTelemetryLayer};
+use service_kit::grpc::{ClientConfig, Downstream, RpcMetrics};
 use service_kit::{Shutdown, jwks, net, stores};
 use tokio::net::TcpListener;
 
@@ -206,19 +206,14 @@ pub async fn serve(
         },
         &shutdown,
     );
-    let (_health_reporter, health) = service_kit::grpc::health(proto::service_names::BOTS).await;
-    tracing::info!(addr = ?grpc_listener.local_addr().ok(), "bots serving gRPC");
-    tonic::transport::Server::builder()
-        .layer(RpcTelemetryLayer::new(rpc_metrics))
-        .add_service(health)
-        .add_service(service_kit::grpc::reflection()?)
-        .add_service(BotsServiceServer::new(api))
-        .serve_with_incoming_shutdown(
-            service_kit::grpc::incoming(grpc_listener),
-            shutdown.cancelled(),
-        )
-        .await
-        .context("gRPC server")?;
+    service_kit::grpc::serve(
+        proto::service_names::BOTS,
+        tonic::service::Routes::new(BotsServiceServer::new(api)),
+        rpc_metrics,
+        grpc_listener,
+        &shutdown,
+    )
+    .await?;
 
     shutdown.drain(config.admin.shutdown_grace).await;
     broker.close().await;

@@ -18,7 +18,7 @@ use prometheus_client::registry::Registry;
 use proto::chat::v1::chat_service_server::ChatServiceServer;
 use service_kit::admin::{self, AdminState, Readiness};
 use service_kit::amqp::{Broker, EventPublisher, Exchange};
-use service_kit::grpc::{ClientConfig, Downstream, RpcMetrics, RpcTelemetryLayer};
+use service_kit::grpc::{ClientConfig, Downstream, RpcMetrics};
 use service_kit::mongo_outbox::MongoOutboxRelay;
 use service_kit::{Shutdown, jwks, net, stores};
 use tokio::net::TcpListener;
@@ -111,19 +111,14 @@ pub async fn serve(
         &shutdown,
     );
 
-    let (_health_reporter, health) = service_kit::grpc::health(proto::service_names::CHAT).await;
-    tracing::info!(addr = ?grpc_listener.local_addr().ok(), "chat serving gRPC");
-    tonic::transport::Server::builder()
-        .layer(RpcTelemetryLayer::new(rpc_metrics))
-        .add_service(health)
-        .add_service(service_kit::grpc::reflection()?)
-        .add_service(ChatServiceServer::new(api))
-        .serve_with_incoming_shutdown(
-            service_kit::grpc::incoming(grpc_listener),
-            shutdown.cancelled(),
-        )
-        .await
-        .context("gRPC server")?;
+    service_kit::grpc::serve(
+        proto::service_names::CHAT,
+        tonic::service::Routes::new(ChatServiceServer::new(api)),
+        rpc_metrics,
+        grpc_listener,
+        &shutdown,
+    )
+    .await?;
 
     shutdown.drain(config.admin.shutdown_grace).await;
     broker.close().await;

@@ -31,6 +31,36 @@ use tracing::Instrument as _;
 use crate::ApiError;
 use crate::telemetry;
 
+/// Why a service's gRPC server stopped with an error.
+#[derive(Debug, thiserror::Error)]
+pub enum ServeError {
+    #[error("gRPC reflection: {0}")]
+    Reflection(#[from] tonic_reflection::server::Error),
+    #[error("gRPC server: {0}")]
+    Transport(#[from] tonic::transport::Error),
+}
+
+/// Serves a service's API on `listener` until `shutdown`, beside
+/// `grpc.health.v1` (reporting `service_name`) and reflection, every call
+/// going through the RPC telemetry layer.
+pub async fn serve(
+    service_name: &str,
+    api: tonic::service::Routes,
+    metrics: RpcMetrics,
+    listener: TcpListener,
+    shutdown: &crate::Shutdown,
+) -> Result<(), ServeError> {
+    let (_health_reporter, health) = health(service_name).await;
+    let routes = api.add_service(health).add_service(reflection()?);
+    tracing::info!(addr = ?listener.local_addr().ok(), service = service_name, "serving gRPC");
+    tonic::transport::Server::builder()
+        .layer(RpcTelemetryLayer::new(metrics))
+        .add_routes(routes)
+        .serve_with_incoming_shutdown(incoming(listener), shutdown.cancelled())
+        .await?;
+    Ok(())
+}
+
 /// Accepted connections for `serve_with_incoming_shutdown`, with `TCP_NODELAY`.
 pub fn incoming(listener: TcpListener) -> TcpIncoming {
     TcpIncoming::from(listener).with_nodelay(Some(true))

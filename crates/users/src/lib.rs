@@ -18,7 +18,7 @@ use prometheus_client::registry::Registry;
 use proto::users::v1::users_service_server::UsersServiceServer;
 use service_kit::admin::{self, AdminState, Readiness};
 use service_kit::amqp::{Broker, ConsumerSpec, EventPublisher, Exchange, run_consumer};
-use service_kit::grpc::{RpcMetrics, RpcTelemetryLayer};
+use service_kit::grpc::RpcMetrics;
 use service_kit::pg_outbox::OutboxRelay;
 use service_kit::{Shutdown, jwks, net, stores};
 use tokio::net::TcpListener;
@@ -146,19 +146,14 @@ pub async fn serve(
         &shutdown,
     );
 
-    let (_health_reporter, health) = service_kit::grpc::health(proto::service_names::USERS).await;
-    tracing::info!(addr = ?grpc_listener.local_addr().ok(), "users serving gRPC");
-    tonic::transport::Server::builder()
-        .layer(RpcTelemetryLayer::new(rpc_metrics))
-        .add_service(health)
-        .add_service(service_kit::grpc::reflection()?)
-        .add_service(UsersServiceServer::new(api))
-        .serve_with_incoming_shutdown(
-            service_kit::grpc::incoming(grpc_listener),
-            shutdown.cancelled(),
-        )
-        .await
-        .context("gRPC server")?;
+    service_kit::grpc::serve(
+        proto::service_names::USERS,
+        tonic::service::Routes::new(UsersServiceServer::new(api)),
+        rpc_metrics,
+        grpc_listener,
+        &shutdown,
+    )
+    .await?;
 
     shutdown.drain(config.admin.shutdown_grace).await;
     broker.close().await;
