@@ -247,45 +247,31 @@ async fn serve<H: EngineIoHandler, S>(
     let mut pacing = WritePacing::new();
 
     let stalled = loop {
-        // While a write is held back, the queue is not polled: what comes
-        // in meanwhile waits there without waking this task.
         let held = pacing.is_holding();
-        let (written, paced) = tokio::select! {
-            items = buffered_rx.recv(), if !held => match items {
+        let (written, step) = tokio::select! {
+            items = buffered_rx.recv() => match items {
                 Some(packets) => {
                     let written = async {
+                        pacing.note(&packets);
                         write_packets(&mut ws, socket.id, socket.protocol, packets).await;
                         while let Ok(packets) = buffered_rx.try_recv() {
+                            pacing.note(&packets);
                             write_packets(&mut ws, socket.id, socket.protocol, packets).await;
                         }
                     };
-                    (tokio::time::timeout(write_limit, written).await, true)
+                    (tokio::time::timeout(write_limit, written).await, Step::Queued)
                 }
                 None => break false,
             },
-            Ok(()) = volatile_rx.changed(), if !held => {
+            Ok(()) = volatile_rx.changed() => {
                 let packets = volatile_rx.borrow_and_update().clone();
                 let Some(packets) = packets else { continue };
                 #[cfg(feature = "tracing")]
                 tracing::debug!(sid = ?socket.id, "ws volatile flush: {} packets", packets.len());
                 let written = write_packets(&mut ws, socket.id, socket.protocol, packets);
-                (tokio::time::timeout(write_limit, written).await, true)
+                (tokio::time::timeout(write_limit, written).await, Step::Queued)
             },
-            () = pacing.released(engine.config.ws_write_interval), if held => {
-                let written = async {
-                    while let Ok(packets) = buffered_rx.try_recv() {
-                        write_packets(&mut ws, socket.id, socket.protocol, packets).await;
-                    }
-                    if volatile_rx.has_changed().unwrap_or(false) {
-                        let packets = volatile_rx.borrow_and_update().clone();
-                        if let Some(packets) = packets {
-                            write_packets(&mut ws, socket.id, socket.protocol, packets).await;
-                        }
-                    }
-                };
-                // Counted as the write the held one was.
-                (tokio::time::timeout(write_limit, written).await, false)
-            },
+            () = pacing.released(engine.config.ws_write_interval), if held => (Ok(()), Step::Released),
             message = ws.next() => {
                 let ended = match message {
                     Some(Ok(message)) => receive(&engine, &socket, message),
@@ -305,7 +291,7 @@ async fn serve<H: EngineIoHandler, S>(
                     engine.close_session(socket.id, reason);
                     break false;
                 }
-                (Ok(()), false)
+                (Ok(()), Step::Read)
             },
             () = &mut cancelled => {
                 #[cfg(feature = "tracing")]
@@ -316,14 +302,15 @@ async fn serve<H: EngineIoHandler, S>(
         if written.is_err() {
             break true;
         }
-        // New packets in the websocket's buffer go out now, or with the
-        // held write when they came too soon after the last one. (A read
-        // may have buffered a control frame: flushed now unless a write is
-        // held.)
-        let flush = if paced {
-            !pacing.hold_write(engine.config.ws_write_interval)
-        } else {
-            !pacing.is_holding()
+        // What the websocket's buffer holds goes out now, or with the held
+        // write when events came too soon after the last write. Answers go
+        // at once, with whatever is held. (A read may have buffered a
+        // control frame: flushed now unless a write is held.)
+        let interval = engine.config.ws_write_interval;
+        let flush = match step {
+            Step::Queued => !pacing.hold_write(interval),
+            Step::Released => true,
+            Step::Read => !pacing.is_holding(),
         };
         if flush {
             #[cfg(feature = "tracing")]
@@ -352,6 +339,16 @@ async fn serve<H: EngineIoHandler, S>(
     let _ = tokio::time::timeout(write_limit, closing).await;
 }
 
+/// What one turn of the connection task did.
+enum Step {
+    /// Put packets in the websocket's buffer.
+    Queued,
+    /// The held write may go.
+    Released,
+    /// Read from the client.
+    Read,
+}
+
 /// When a websocket may be written to next (see
 /// [`EngineIoConfig::ws_write_interval`]). Kept small, as every connection
 /// task holds one: milliseconds on the engine's clock, and a timer
@@ -361,6 +358,8 @@ struct WritePacing {
     next_write_ms: u64,
     timer: Option<std::pin::Pin<Box<tokio::time::Sleep>>>,
     holding: bool,
+    /// An answer is in the buffer: the next write goes at once.
+    answer: bool,
 }
 
 impl WritePacing {
@@ -369,7 +368,14 @@ impl WritePacing {
             next_write_ms: 0,
             timer: None,
             holding: false,
+            answer: false,
         }
+    }
+
+    /// Looks at packets about to be buffered: an answer to the client (an
+    /// ack, a connect reply) or connection control is not held.
+    fn note(&mut self, packets: &Queued) {
+        self.answer |= packets.iter().any(is_answer);
     }
 
     fn is_holding(&self) -> bool {
@@ -381,6 +387,11 @@ impl WritePacing {
     /// is held until [`Self::released`].
     fn hold_write(&mut self, interval: std::time::Duration) -> bool {
         if interval.is_zero() {
+            return false;
+        }
+        if std::mem::take(&mut self.answer) {
+            self.holding = false;
+            self.count_write(interval);
             return false;
         }
         if self.holding {
@@ -475,6 +486,20 @@ async fn write_packets<S>(
             #[cfg(feature = "tracing")]
             tracing::debug!("[sid={}] error sending packet: {}", _sid, _e);
         }
+    }
+}
+
+/// Whether write pacing lets a packet through at once: anything but a
+/// socket.io event (`2`) or binary event (`5`) and engine.io's pings,
+/// noops and binary attachments, i.e. socket.io acks (`3`, `6`), connect
+/// replies and errors (`0`, `4`), disconnects (`1`), engine.io closes.
+fn is_answer(packet: &Packet) -> bool {
+    match packet {
+        Packet::Message(message) => !matches!(message.as_bytes().first(), Some(b'2' | b'5')),
+        Packet::Ping | Packet::Pong | Packet::Noop | Packet::Binary(_) | Packet::BinaryV3(_) => {
+            false
+        }
+        _ => true,
     }
 }
 
@@ -716,7 +741,7 @@ mod tests {
     }
 
     /// Every open connection keeps one `serve` future: it must stay small
-    /// (1,208 bytes in a debug build of the workspace when written, 1,264
+    /// (1,208 bytes in a debug build of the workspace when written, 1,280
     /// with write pacing; holding a packet buffer by value across an await
     /// made it 1,504).
     #[tokio::test]
@@ -819,11 +844,12 @@ mod tests {
         }
     }
 
-    /// With a write interval, a quiet socket's packet goes out at once and
-    /// packets that follow it within the interval go out together, in one
-    /// write, when it has passed.
+    /// With a write interval, a quiet socket's event goes out at once and
+    /// events that follow it within the interval go out together, in one
+    /// write, when it has passed; an answer (an ack) goes at once, taking
+    /// what is held with it.
     #[tokio::test]
-    async fn packets_that_come_within_the_write_interval_share_one_write() {
+    async fn events_that_come_within_the_write_interval_share_one_write() {
         const INTERVAL: Duration = Duration::from_millis(150);
         let config = EngineIoConfig::builder()
             .ws_write_interval(INTERVAL)
@@ -847,37 +873,51 @@ mod tests {
         tokio::spawn(serve(engine, socket.clone(), server));
         tokio::time::sleep(Duration::from_millis(20)).await;
 
+        // socket.io events ("2...") are paced.
         let first = tokio::time::Instant::now();
-        socket.emit(Str::from("a")).unwrap();
-        assert_eq!(next_text(&mut client).await, Message::text("4a"));
+        socket.emit(Str::from("2a")).unwrap();
+        assert_eq!(next_text(&mut client).await, Message::text("42a"));
         assert!(
             first.elapsed() < INTERVAL / 2,
             "a quiet socket is written at once"
         );
         assert_eq!(writes(), 1);
 
-        for text in ["b", "c", "d"] {
+        for text in ["2b", "2c", "2d"] {
             socket.emit(Str::from(text)).unwrap();
         }
-        assert_eq!(next_text(&mut client).await, Message::text("4b"));
+        assert_eq!(next_text(&mut client).await, Message::text("42b"));
         assert!(
             first.elapsed() >= INTERVAL - Duration::from_millis(10),
             "held until the interval passed, not {:?}",
             first.elapsed()
         );
-        assert_eq!(next_text(&mut client).await, Message::text("4c"));
-        assert_eq!(next_text(&mut client).await, Message::text("4d"));
-        assert_eq!(writes(), 2, "the three packets went in one write");
+        assert_eq!(next_text(&mut client).await, Message::text("42c"));
+        assert_eq!(next_text(&mut client).await, Message::text("42d"));
+        assert_eq!(writes(), 2, "the three events went in one write");
+
+        // An ack ("3...") does not wait: it goes with what is held.
+        let busy = tokio::time::Instant::now();
+        socket.emit(Str::from("2e")).unwrap();
+        socket.emit(Str::from("31[]")).unwrap();
+        assert_eq!(next_text(&mut client).await, Message::text("42e"));
+        assert_eq!(next_text(&mut client).await, Message::text("431[]"));
+        assert!(
+            busy.elapsed() < INTERVAL / 2,
+            "an answer is written at once"
+        );
+        assert!(writes() <= 4, "{} writes", writes());
 
         tokio::time::sleep(INTERVAL + Duration::from_millis(20)).await;
+        let before = writes();
         let quiet = tokio::time::Instant::now();
-        socket.emit(Str::from("e")).unwrap();
-        assert_eq!(next_text(&mut client).await, Message::text("4e"));
+        socket.emit(Str::from("2f")).unwrap();
+        assert_eq!(next_text(&mut client).await, Message::text("42f"));
         assert!(
             quiet.elapsed() < INTERVAL / 2,
             "quiet again: written at once"
         );
-        assert_eq!(writes(), 3);
+        assert_eq!(writes(), before + 1);
     }
 
     /// A session closed from this side still writes what it queued (the
