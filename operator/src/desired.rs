@@ -399,7 +399,7 @@ fn from_secret(binding: &Binding) -> EnvVar {
 /// the node, whatever the pod may use: on a large node a pod requesting a
 /// tenth of a core would run dozens of workers that mostly wake each other
 /// up (measured on the gateway's fan-out: a second worker on a second core
-/// cost ~15% more CPU per delivery; docs/benchmarks.md).
+/// cost 10–25% more CPU per delivery; docs/benchmarks.md).
 fn runtime_workers() -> EnvVar {
     EnvVar {
         name: "TOKIO_WORKER_THREADS".to_owned(),

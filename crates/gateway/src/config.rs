@@ -57,11 +57,11 @@ pub struct Config {
     /// after at most interval + timeout.
     #[arg(long, env = "SOCKET_PING_TIMEOUT", default_value = "20s", value_parser = parse_duration)]
     pub socket_ping_timeout: Duration,
-    /// The shortest time between two writes to one websocket. A socket
-    /// that has been quiet this long is written to at once; what comes
-    /// sooner waits and goes out with the next write (one system call for
-    /// several events on a busy socket, at most this much added latency).
-    /// 0 writes every event when it is emitted.
+    /// The shortest time between two writes of events to one websocket. A
+    /// socket that has been quiet this long is written to at once; events
+    /// that come sooner wait and go out with the next write (one system
+    /// call for several events on a busy socket, at most this much added
+    /// latency). Acks never wait. 0 writes every event when it is emitted.
     #[arg(long, env = "SOCKET_WRITE_INTERVAL", default_value = "100ms", value_parser = parse_duration)]
     pub socket_write_interval: Duration,
     /// The users service.

@@ -92,11 +92,12 @@ pub struct EngineIoConfig {
     /// It is represented as a bitfield to allow to combine any number of transports easily
     pub transports: u8,
 
-    /// The shortest time between two writes to one websocket (patched in).
-    /// A packet for a socket that has not been written to for this long is
-    /// written at once; packets that come sooner wait, and go out together
-    /// with the next write: one system call for several packets on a busy
-    /// socket, at most this much added latency. Zero writes every packet
+    /// The shortest time between two writes of events to one websocket
+    /// (patched in). An event for a socket that has not been written to for
+    /// this long is written at once; events that come sooner wait, and go
+    /// out together with the next write: one system call for several events
+    /// on a busy socket, at most this much added latency. Answers to the
+    /// client (acks, connect replies) never wait. Zero writes every packet
     /// when it is queued. Defaults to [`default_ws_write_interval`].
     pub ws_write_interval: Duration,
 }
