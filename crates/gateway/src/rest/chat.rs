@@ -136,6 +136,19 @@ impl From<proto::events::v1::Attachment> for Attachment {
     }
 }
 
+impl From<Attachment> for proto::events::v1::Attachment {
+    fn from(a: Attachment) -> Self {
+        Self {
+            url: a.url,
+            name: a.name,
+            size_bytes: a.size_bytes,
+            mime_type: a.mime_type,
+            width: a.width,
+            height: a.height,
+        }
+    }
+}
+
 fn kind_name(raw: i32) -> String {
     match grpc::MessageKind::try_from(raw) {
         Ok(grpc::MessageKind::Image) => "image",
@@ -507,14 +520,7 @@ pub fn send_request(
         conversation_id,
         kind: message_kind(input.kind.as_deref())?,
         content: input.content,
-        attachment: input.attachment.map(|a| proto::events::v1::Attachment {
-            url: a.url,
-            name: a.name,
-            size_bytes: a.size_bytes,
-            mime_type: a.mime_type,
-            width: a.width,
-            height: a.height,
-        }),
+        attachment: input.attachment.map(Into::into),
         client_msg_id: input.client_msg_id.unwrap_or_default(),
         reply_to: input.reply_to.unwrap_or_default(),
     })
