@@ -383,13 +383,15 @@ impl WritePacing {
     }
 
     /// Called when packets were put in the websocket's buffer: `false` if
-    /// they may be flushed now (the write is counted), `true` if the write
-    /// is held until [`Self::released`].
+    /// they may be flushed now (the write is counted; always so when an
+    /// answer is among them), `true` if the write is held until
+    /// [`Self::released`].
     fn hold_write(&mut self, interval: std::time::Duration) -> bool {
+        let answer = std::mem::take(&mut self.answer);
         if interval.is_zero() {
             return false;
         }
-        if std::mem::take(&mut self.answer) {
+        if answer {
             self.holding = false;
             self.count_write(interval);
             return false;
